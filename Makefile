@@ -1,0 +1,29 @@
+# make run: venv, install, the digits pipeline, its table.  make test: venv, install, the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-all bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0  # the CPU build; an unpinned torch pulls a CUDA build
+	$(BIN)/pip install --quiet -e '.[train,dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/edgecnn pipeline digits --force
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m ''
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/pipeline_digits.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,275 @@
+"""The edgecnn command line: each command parses, calls one library function and prints the result.
+
+Runtime commands (eval, bench, info, report) import no torch; training commands import it lazily.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgecnn.errors import EdgecnnError
+
+app = typer.Typer(
+    help="Small CNNs from training to a measured, int8, pruned ONNX model on an edge device.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+ForceFlag = Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")]
+ProviderOpt = Annotated[str, typer.Option(help="Execution provider: cpu, cuda, tensorrt, openvino, xnnpack, acl.")]
+
+
+def command(fn):
+    """Register a command whose user mistakes print one line and exit with code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgecnnError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return app.command(name=fn.__name__.rstrip("_").replace("_", "-"))(wrapper)
+
+
+def show_json(result: Any) -> None:
+    typer.echo(json.dumps(result, indent=2, default=str))
+
+
+def _kib(n: int) -> str:
+    return f"{n / 1024:.1f} KiB"
+
+
+@command
+def recipes(json_out: JsonFlag = False) -> None:
+    """List the recipes with dataset, input shape and parameter count."""
+    from edgecnn.nets import build_net, count_params
+    from recipes import list_recipes
+
+    rows = [
+        {
+            "recipe": r.name,
+            "net": r.net,
+            "dataset": r.dataset,
+            "input_shape": list(r.input_shape),
+            "classes": len(r.labels),
+            "params": count_params(build_net(r.net, num_classes=1 if r.output == "sigmoid" else len(r.labels))),
+            "reference": r.reference,
+        }
+        for r in list_recipes()
+    ]
+    if json_out:
+        return show_json(rows)
+    table = Table("recipe", "net", "dataset", "input", "classes", "params", "seed document reached")
+    for r in rows:
+        table.add_row(r["recipe"], r["net"], r["dataset"], "×".join(map(str, r["input_shape"])), str(r["classes"]), f"{r['params']:,}", r["reference"])
+    console.print(table)
+
+
+@command
+def train(
+    recipe: Annotated[str, typer.Argument(help="Recipe name (see `edgecnn recipes`).")],
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: the recipe's).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (default: the recipe's).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/RECIPE).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's last epoch checkpoint.")] = False,
+    force: ForceFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Train a recipe: model.pt, recipe.json, history.json and curves.png in the run folder."""
+    from edgecnn.train import train as train_recipe
+
+    result = train_recipe(recipe, out, epochs=epochs, seed=seed, resume=resume, force=force, show_progress=not json_out)
+    if json_out:
+        return show_json(result)
+    console.print(
+        f"{result['name']}: {result['params']:,} params, torch test accuracy {100 * result['torch_test_accuracy']:.2f}% "
+        f"after {result['epochs']} epochs in {result['train_seconds']:.1f} s"
+    )
+
+
+@command
+def export(
+    source: Annotated[Path, typer.Argument(help="Run folder or model.pt.")],
+    out: Annotated[Optional[Path], typer.Option(help="Output .onnx (default: RUN/model.fp32.onnx).")] = None,
+    force: ForceFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Export to ONNX (opset 17, dynamic batch), check it and prove parity with PyTorch."""
+    from edgecnn.export import export_run
+
+    result = export_run(source, out, force=force)
+    if json_out:
+        return show_json(result)
+    console.print(
+        f"{result['model']}: opset {result['opset']}, {_kib(result['size_bytes'])}, "
+        f"max |torch - onnxruntime| = {result['parity_max_abs_diff']:.2e} on {result['parity_samples']} test samples"
+    )
+
+
+@command
+def quantize(
+    model: Annotated[Path, typer.Argument(help="fp32 .onnx file.")],
+    calib: Annotated[Optional[Path], typer.Option(help="Calibration data: run folder (its train split) or .npz.")] = None,
+    samples: Annotated[int, typer.Option(help="Calibration samples.")] = 256,
+    format_: Annotated[str, typer.Option("--format", help="qdq or qoperator.")] = "qdq",
+    per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="Weight scales per output channel.")] = True,
+    method: Annotated[str, typer.Option(help="Calibration: minmax, entropy or percentile.")] = "minmax",
+    types: Annotated[str, typer.Option(help="Activation/weight types: u8s8 or s8s8.")] = "u8s8",
+    reduce_range: Annotated[bool, typer.Option("--reduce-range", help="7-bit weights, for CPUs without VNNI.")] = False,
+    dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic quantization (no calibration).")] = False,
+    exclude: Annotated[Optional[list[str]], typer.Option(help="Node names left in float (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output .onnx (default: MODEL with .int8).")] = None,
+    force: ForceFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Quantize to int8 with onnxruntime.quantization; metadata is carried over."""
+    from edgecnn.quantize import QuantConfig, quantize_model
+
+    config = QuantConfig(
+        format=format_, per_channel=per_channel, method=method, types=types,
+        reduce_range=reduce_range, dynamic=dynamic, exclude=tuple(exclude or ()),
+    )
+    result = quantize_model(model, config, calib=calib, samples=samples, out=out, force=force)
+    if json_out:
+        return show_json(result)
+    console.print(
+        f"{result['model']}: {_kib(result['size_bytes'])} (fp32 {_kib(result['source_size_bytes'])}), "
+        f"calibrated on {result['calibration'] or 'nothing (dynamic)'}"
+    )
+
+
+@command
+def eval_(
+    model: Annotated[Path, typer.Argument(help=".onnx file.")],
+    data: Annotated[Optional[Path], typer.Option(help="Run folder or .npz with x and y (default: the model's run).")] = None,
+    split: Annotated[str, typer.Option(help="Split of a run's dataset: train, val or test.")] = "test",
+    provider: ProviderOpt = "cpu",
+    out: Annotated[Optional[Path], typer.Option(help="Also write the result as JSON here.")] = None,
+    force: ForceFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Accuracy, confusion matrix and per-class precision/recall/F1 through ONNX Runtime."""
+    from edgecnn.evaluate import evaluate_model
+    from edgecnn.files import refuse_overwrite, write_json
+
+    if out:
+        refuse_overwrite(out, force)
+    result = evaluate_model(model, data, split=split, provider=provider)
+    if out:
+        write_json(out, result, force=force)
+    if json_out:
+        return show_json(result)
+    labels = result["labels"]
+    confusion = Table("true \\ predicted", *labels, title=f"{result['variant']} on {result['data']}")
+    for label, row in zip(labels, result["confusion"]):
+        confusion.add_row(label, *map(str, row))
+    scores = Table("class", "precision", "recall", "F1", "support")
+    pc = result["per_class"]
+    for i, label in enumerate(labels):
+        scores.add_row(label, f"{pc['precision'][i]:.3f}", f"{pc['recall'][i]:.3f}", f"{pc['f1'][i]:.3f}", str(pc["support"][i]))
+    console.print(confusion, scores)
+    console.print(f"accuracy {100 * result['accuracy']:.2f}% on {result['samples']} samples")
+
+
+@command
+def bench(
+    models: Annotated[list[Path], typer.Argument(help="One or more .onnx files; ratios are against the first.")],
+    provider: ProviderOpt = "cpu",
+    batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,32",
+    threads: Annotated[int, typer.Option(help="Intra-op threads (0: onnxruntime default).")] = 1,
+    warmup: Annotated[int, typer.Option(help="Untimed runs per model and batch.")] = 10,
+    runs: Annotated[int, typer.Option(help="Timed runs per model and batch, interleaved.")] = 100,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the result as JSON here.")] = None,
+    force: ForceFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """p50/p90/p99 latency, throughput and size; several models measured interleaved."""
+    from edgecnn.bench import bench_models, parse_batches
+    from edgecnn.files import refuse_overwrite, write_json
+
+    if out:
+        refuse_overwrite(out, force)
+    result = bench_models(models, provider=provider, batches=parse_batches(batch), threads=threads, warmup=warmup, runs=runs)
+    if out:
+        write_json(out, result, force=force)
+    if json_out:
+        return show_json(result)
+    m = result["machine"]
+    table = Table(
+        "model", "batch", "p50", "p90", "p99", "throughput", "size", "speedup",
+        title=f"{m['cpu']} ({m['machine']}), onnxruntime {m['onnxruntime']}, {provider}, {threads or 'default'} thread(s)",
+    )
+    for r in result["results"]:
+        table.add_row(
+            r["variant"], str(r["batch"]), f"{r['p50_ms']:.3f} ms", f"{r['p90_ms']:.3f} ms", f"{r['p99_ms']:.3f} ms",
+            f"{r['throughput']:,.0f}/s", _kib(r["size_bytes"]), f"{r['speedup']:.2f}×",
+        )
+    console.print(table)
+
+
+@command
+def report(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    provider: ProviderOpt = "cpu",
+    json_out: JsonFlag = False,
+) -> None:
+    """The run's table (Markdown + JSON) and pareto.png from its eval and bench results."""
+    from edgecnn.report import build_report
+
+    result = build_report(run, provider=provider)
+    if json_out:
+        return show_json(result)
+    typer.echo(result["table_markdown"])
+
+
+@command
+def pipeline(
+    recipe: Annotated[str, typer.Argument(help="Recipe name (see `edgecnn recipes`).")],
+    out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/RECIPE).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: the recipe's).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (default: the recipe's).")] = None,
+    runs: Annotated[int, typer.Option(help="Timed benchmark runs per model and batch.")] = 200,
+    force: ForceFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """train → export → quantize → eval → bench → report, then print the table."""
+    from edgecnn.pipeline import run_pipeline
+
+    result = run_pipeline(recipe, out, epochs=epochs, seed=seed, runs=runs, force=force, show_progress=not json_out)
+    if json_out:
+        return show_json(result)
+    typer.echo(result["table_markdown"])
+    typer.echo(f"written: {Path(result['run']) / 'report.md'}, report.json, pareto.png")
+
+
+@command
+def info(
+    model: Annotated[Path, typer.Argument(help=".onnx file.")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Inputs, outputs, opset, operator counts, parameters, size and metadata of a model."""
+    from edgecnn.runtime import describe_model
+
+    result = describe_model(model)
+    if json_out:
+        return show_json(result)
+    console.print(f"[bold]{result['model']}[/bold]  {_kib(result['size_bytes'])}, {result['params']:,} params, "
+                  f"opset {result['opset']}, {result['producer']}")
+    for kind in ("inputs", "outputs"):
+        for t in result[kind]:
+            console.print(f"  {kind[:-1]} {t['name']}: {t['type']} {t['shape']}")
+    console.print("  ops: " + ", ".join(f"{k}×{v}" for k, v in result["ops"].items()))
+    for key, value in result["metadata"].items():
+        console.print(f"  {key} = {value}", markup=False, highlight=False)

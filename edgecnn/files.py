@@ -1,0 +1,60 @@
+"""Artifact writing: temporary name then rename, so a crash never leaves a half file."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import EdgecnnError
+
+
+def refuse_overwrite(path: Path, force: bool) -> None:
+    """Raise when `path` exists and the user did not ask to replace it."""
+    if path.exists() and not force:
+        raise EdgecnnError(f"{path} exists; pass --force to overwrite it")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
+    path = Path(path)
+    refuse_overwrite(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: Any, force: bool = False) -> Path:
+    """Write `data` as indented JSON, atomically."""
+    with atomic_path(path, force) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    return Path(path)
+
+
+def write_text(path: Path, text: str, force: bool = False) -> Path:
+    """Write `text`, atomically."""
+    with atomic_path(path, force) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file, naming the file when it is missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgecnnError(f"{path} not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise EdgecnnError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None

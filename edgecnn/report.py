@@ -1,0 +1,156 @@
+"""One table per run (Markdown + JSON) from its eval-*.json and bench-*.json, and the Pareto plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.files import atomic_path, read_json, write_json, write_text
+
+BASELINE = "fp32"
+
+
+def _variant_order(variant: str) -> tuple[int, str]:
+    return (variant.count(".") + ("int8" in variant), variant)
+
+
+def collect_rows(run: Path, provider: str = "cpu") -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One row per variant with accuracy and, where benched, latency at each batch size."""
+    run = Path(run)
+    if not run.is_dir():
+        raise EdgecnnError(f"run folder {run} not found")
+    evals = {e["variant"]: e for e in (read_json(p) for p in sorted(run.glob("eval-*.json")))}
+    bench_file = run / f"bench-{provider}.json"
+    bench = read_json(bench_file) if bench_file.is_file() else None
+    if not evals and bench is None:
+        raise EdgecnnError(f"{run} has no eval-*.json or bench-{provider}.json; run `edgecnn eval` and `edgecnn bench` first")
+    timings: dict[str, dict[int, dict[str, Any]]] = {}
+    for result in (bench or {}).get("results", []):
+        timings.setdefault(result["variant"], {})[result["batch"]] = result
+    rows = []
+    base_acc = evals.get(BASELINE, {}).get("accuracy")
+    for variant in sorted(set(evals) | set(timings), key=_variant_order):
+        acc = evals.get(variant, {}).get("accuracy")
+        row: dict[str, Any] = {
+            "variant": variant,
+            "accuracy": acc,
+            "delta_points": None if acc is None or base_acc is None else 100 * (acc - base_acc),
+            "size_bytes": None,
+            "latency": {},
+        }
+        for batch, t in sorted(timings.get(variant, {}).items()):
+            base = timings.get(BASELINE, {}).get(batch)
+            row["size_bytes"] = t["size_bytes"]
+            row["latency"][batch] = {
+                "p50_ms": t["p50_ms"],
+                "p99_ms": t["p99_ms"],
+                "throughput": t["throughput"],
+                "speedup": None if base is None else base["p50_ms"] / t["p50_ms"],
+            }
+        rows.append(row)
+    return rows, bench
+
+
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "–" if value is None else f"{value:{spec}}{suffix}"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The run's table: accuracy, Δ, size, latency and speedup at the smallest and largest batch."""
+    batches = sorted({b for r in rows for b in r["latency"]})
+    small, large = (batches[0], batches[-1]) if batches else (None, None)
+    head = ["variant", "accuracy", "Δ vs fp32", "size"]
+    if small is not None:
+        head += [f"p50 b{small}", f"p99 b{small}", f"speedup b{small}"]
+    if large is not None and large != small:
+        head += [f"throughput b{large}", f"speedup b{large}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [
+            r["variant"],
+            _fmt(None if r["accuracy"] is None else 100 * r["accuracy"], ".2f", "%"),
+            _fmt(r["delta_points"], "+.2f", " pt"),
+            _fmt(None if r["size_bytes"] is None else r["size_bytes"] / 1024, ".1f", " KiB"),
+        ]
+        if small is not None:
+            t = r["latency"].get(small, {})
+            cells += [_fmt(t.get("p50_ms"), ".3f", " ms"), _fmt(t.get("p99_ms"), ".3f", " ms"), _fmt(t.get("speedup"), ".2f", "×")]
+        if large is not None and large != small:
+            t = r["latency"].get(large, {})
+            cells += [_fmt(t.get("throughput"), ",.0f", "/s"), _fmt(t.get("speedup"), ".2f", "×")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def pareto_front(rows: list[dict[str, Any]], batch: int) -> list[str]:
+    """Variants no other variant beats on both accuracy and p50 latency at `batch`."""
+    points = [
+        (r["variant"], r["accuracy"], r["latency"][batch]["p50_ms"])
+        for r in rows
+        if r["accuracy"] is not None and batch in r["latency"]
+    ]
+    return [
+        v
+        for v, acc, lat in points
+        if not any((a >= acc and l <= lat) and (a > acc or l < lat) for _, a, l in points)
+    ]
+
+
+def plot_pareto(rows: list[dict[str, Any]], batch: int, path: Path, title: str) -> Path | None:
+    """Accuracy against p50 latency with the Pareto front marked; None without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    front = set(pareto_front(rows, batch))
+    pts = [(r["variant"], r["latency"][batch]["p50_ms"], 100 * r["accuracy"]) for r in rows if r["accuracy"] is not None and batch in r["latency"]]
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for variant, lat, acc in pts:
+        on_front = variant in front
+        ax.scatter(lat, acc, s=60, color="tab:red" if on_front else "tab:gray", zorder=3)
+        ax.annotate(variant, (lat, acc), textcoords="offset points", xytext=(5, 5))
+    front_pts = sorted((lat, acc) for v, lat, acc in pts if v in front)
+    ax.plot([p[0] for p in front_pts], [p[1] for p in front_pts], color="tab:red", linestyle="--", label="Pareto front")
+    ax.set_xlabel(f"p50 latency at batch {batch} (ms)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    with atomic_path(path, force=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
+def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[str, Any]:
+    """Write report.md, report.json and pareto.png into the run folder."""
+    run = Path(run)
+    rows, bench = collect_rows(run, provider)
+    table = markdown_table(rows)
+    machine = (bench or {}).get("machine", {})
+    context = (
+        f"\n{machine.get('cpu', '?')} ({machine.get('machine', '?')}), onnxruntime {machine.get('onnxruntime', '?')}, "
+        f"provider {provider}, {bench['threads']} thread(s), {bench['runs']} interleaved runs after {bench['warmup']} warm-up\n"
+        if bench
+        else ""
+    )
+    write_text(run / "report.md", f"# {run.name}\n\n{table}{context}", force=force)
+    batches = sorted({b for r in rows for b in r["latency"]})
+    pareto = plot_pareto(rows, batches[0], run / "pareto.png", run.name) if batches else None
+    report = {
+        "run": str(run),
+        "provider": provider,
+        "rows": rows,
+        "machine": machine,
+        "pareto_front": pareto_front(rows, batches[0]) if batches else [],
+        "table_markdown": table,
+        "pareto_png": str(pareto) if pareto else None,
+    }
+    write_json(run / "report.json", report, force=force)
+    return report
