@@ -1,0 +1,107 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+from typer.testing import CliRunner
+
+from edgecnn.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_user_mistakes_are_one_line_exit_2(digits_run, tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("not a model")
+    assert_one_line_error(invoke("train", "nope"), "unknown recipe 'nope'", "digits")
+    assert_one_line_error(invoke("eval", tmp_path / "missing.onnx"), "not found")
+    assert_one_line_error(invoke("info", junk), "is not an ONNX model")
+    assert_one_line_error(invoke("bench", digits_run / "model.fp32.onnx", "--provider", "tpu"), "unknown provider 'tpu'", "cuda")
+    assert_one_line_error(invoke("bench", digits_run / "model.fp32.onnx", "--provider", "cuda"), "onnxruntime-gpu")
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, x=np.zeros((3, 1, 28, 28), np.float32), y=np.zeros(3, np.int64))
+    assert_one_line_error(invoke("eval", digits_run / "model.fp32.onnx", "--data", wrong), "expects ['batch', 1, 8, 8]")
+    assert_one_line_error(invoke("export", digits_run), "--force")
+    out = tmp_path / "kept.json"
+    out.write_text("{}")
+    assert_one_line_error(invoke("eval", digits_run / "model.fp32.onnx", "--out", out), "--force")
+    assert out.read_text() == "{}"
+
+
+def test_runtime_commands_print_tables_and_json(digits_run, tmp_path):
+    result = invoke("eval", digits_run / "model.int8.onnx")
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.output and "precision" in result.output
+    result = invoke("eval", digits_run / "model.int8.onnx", "--json", "--out", tmp_path / "e.json")
+    assert json.loads(result.output)["samples"] == 297
+    assert json.loads((tmp_path / "e.json").read_text())["variant"] == "int8"
+    result = invoke("bench", digits_run / "model.fp32.onnx", digits_run / "model.int8.onnx", "--batch", "1", "--runs", "5", "--json")
+    assert [r["variant"] for r in json.loads(result.output)["results"]] == ["fp32", "int8"]
+    result = invoke("info", digits_run / "model.fp32.onnx")
+    assert "edgecnn.labels" in result.output and "Conv×2" in result.output
+    result = invoke("recipes", "--json")
+    assert {"recipe": "digits", "params": 994}.items() <= next(r for r in json.loads(result.output) if r["recipe"] == "digits").items()
+
+
+def test_runtime_modules_do_not_import_torch():
+    code = (
+        "import sys; import edgecnn.cli, edgecnn.runtime, edgecnn.evaluate, edgecnn.bench, edgecnn.report, edgecnn.data;"
+        "print(sorted(m for m in ('torch', 'sklearn', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+TORCH_FREE = """
+import sys
+for name in ("torch", "sklearn", "matplotlib"):
+    sys.modules[name] = None  # importing any of them now raises ImportError, as on a Pi without them
+from typer.testing import CliRunner
+from edgecnn.cli import app
+runner = CliRunner()
+model, npz = sys.argv[1], sys.argv[2]
+for args in (["eval", model, "--data", npz, "--json"], ["bench", model, "--runs", "3", "--batch", "1"], ["info", model]):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, (args, result.output, result.exception)
+print("ok")
+"""
+
+
+def test_eval_bench_info_work_without_torch(digits_run, tmp_path):
+    from edgecnn.data import load_dataset
+
+    test = load_dataset("digits").test
+    npz = tmp_path / "digits-test.npz"
+    np.savez(npz, x=test.x, y=test.y)
+    done = subprocess.run(
+        [sys.executable, "-c", TORCH_FREE, str(digits_run / "model.int8.onnx"), str(npz)],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_pipeline_reaches_the_seed_accuracy(tmp_path):
+    run = tmp_path / "digits"
+    result = invoke("pipeline", "digits", "--out", run, "--runs", "20", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    rows = {r["variant"]: r for r in report["rows"]}
+    assert rows["fp32"]["accuracy"] >= 0.9596  # seed notebook: 95.96% on the same 297 test digits
+    assert rows["int8"]["accuracy"] >= 0.95
+    for name in ("model.pt", "curves.png", "model.fp32.onnx", "model.int8.onnx", "eval-fp32.json",
+                 "eval-int8.json", "bench-cpu.json", "report.md", "report.json", "pareto.png"):
+        assert (run / name).is_file(), name
+    assert invoke("pipeline", "digits", "--out", run).exit_code == 2  # an existing run is kept without --force

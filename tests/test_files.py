@@ -1,0 +1,33 @@
+import json
+
+import pytest
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.files import atomic_path, read_json, write_json
+
+
+def test_atomic_path_leaves_nothing_when_the_block_fails(tmp_path):
+    target = tmp_path / "model.onnx"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_artifact_is_kept_without_force(tmp_path):
+    target = write_json(tmp_path / "a.json", {"v": 1})
+    with pytest.raises(EdgecnnError, match="--force"):
+        write_json(target, {"v": 2})
+    assert json.loads(target.read_text()) == {"v": 1}
+    write_json(target, {"v": 2}, force=True)
+    assert read_json(target) == {"v": 2}
+
+
+def test_read_json_names_the_bad_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    with pytest.raises(EdgecnnError, match="bad.json is not valid JSON"):
+        read_json(bad)
+    with pytest.raises(EdgecnnError, match="not found"):
+        read_json(tmp_path / "missing.json")
