@@ -120,26 +120,51 @@ def export(
 
 @command
 def quantize(
-    model: Annotated[Path, typer.Argument(help="fp32 .onnx file.")],
+    model: Annotated[Path, typer.Argument(help="fp32 .onnx file (with --debug: the int8 QDQ file).")],
     calib: Annotated[Optional[Path], typer.Option(help="Calibration data: run folder (its train split) or .npz.")] = None,
     samples: Annotated[int, typer.Option(help="Calibration samples.")] = 256,
     format_: Annotated[str, typer.Option("--format", help="qdq or qoperator.")] = "qdq",
     per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="Weight scales per output channel.")] = True,
     method: Annotated[str, typer.Option(help="Calibration: minmax, entropy or percentile.")] = "minmax",
-    types: Annotated[str, typer.Option(help="Activation/weight types: u8s8 or s8s8.")] = "u8s8",
+    types: Annotated[str, typer.Option(help="Activation/weight types: u8s8, s8s8 or u8u8.")] = "u8s8",
     reduce_range: Annotated[bool, typer.Option("--reduce-range", help="7-bit weights, for CPUs without VNNI.")] = False,
     dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic quantization (no calibration).")] = False,
     exclude: Annotated[Optional[list[str]], typer.Option(help="Node names left in float (repeatable).")] = None,
+    float_stem: Annotated[bool, typer.Option("--float-stem", help="Keep convs on 1-4 input channels and their block in float.")] = False,
+    keep_float_pool: Annotated[bool, typer.Option("--keep-float-pool", help="With --float-stem: stop ORT moving the quantize step above the stem's pooling (recorded in the model's metadata).")] = False,
+    auto: Annotated[bool, typer.Option("--auto", help="Search configurations within --max-drop; keep the fastest that beats fp32.")] = False,
+    max_drop: Annotated[float, typer.Option(help="With --auto: accuracy budget in points on the validation split.")] = 0.5,
+    provider: ProviderOpt = "cpu",
+    batch: Annotated[int, typer.Option(help="With --auto: the batch size latency is measured at.")] = 1,
+    runs: Annotated[int, typer.Option(help="With --auto: timed runs per candidate, interleaved.")] = 200,
+    debug: Annotated[bool, typer.Option("--debug", help="Rank the layers of an int8 QDQ model by quantization error.")] = False,
+    fp32: Annotated[Optional[Path], typer.Option(help="With --debug: the fp32 model (default: the .fp32 sibling).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output .onnx (default: MODEL with .int8).")] = None,
     force: ForceFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Quantize to int8 with onnxruntime.quantization; metadata is carried over."""
+    if auto and debug:
+        raise EdgecnnError("--auto and --debug are separate steps: pick one")
+    if debug:
+        from edgecnn.autoquant import debug_layers
+
+        result = debug_layers(model, fp32, data=calib, samples=min(samples, 64))
+        if json_out:
+            return show_json(result)
+        return _print_layers(result)
+    if auto:
+        from edgecnn.autoquant import auto_quantize
+
+        result = auto_quantize(model, calib, max_drop=max_drop, provider=provider, batch=batch, samples=samples, runs=runs, out=out, force=force)
+        if json_out:
+            return show_json(result)
+        return _print_decision(result)
     from edgecnn.quantize import QuantConfig, quantize_model
 
     config = QuantConfig(
-        format=format_, per_channel=per_channel, method=method, types=types,
-        reduce_range=reduce_range, dynamic=dynamic, exclude=tuple(exclude or ()),
+        format=format_, per_channel=per_channel, method=method, types=types, reduce_range=reduce_range,
+        dynamic=dynamic, exclude=tuple(exclude or ()), float_stem=float_stem, keep_float_pool=keep_float_pool,
     )
     result = quantize_model(model, config, calib=calib, samples=samples, out=out, force=force)
     if json_out:
@@ -148,6 +173,31 @@ def quantize(
         f"{result['model']}: {_kib(result['size_bytes'])} (fp32 {_kib(result['source_size_bytes'])}), "
         f"calibrated on {result['calibration'] or 'nothing (dynamic)'}"
     )
+
+
+def _print_decision(result: dict[str, Any]) -> None:
+    table = Table(
+        "config", "val accuracy", "drop", "within budget", "p50", "speedup", "",
+        title=f"int8 search on {result['provider']}, batch {result['batch']}: fp32 {100 * result['fp32_val_accuracy']:.2f}% "
+        f"on {result['validation']}, p50 {result['fp32_p50_ms'] or 0:.3f} ms",
+    )
+    table.columns[0].no_wrap = True
+    for t in result["trials"]:
+        table.add_row(
+            t["config"], f"{100 * t['val_accuracy']:.2f}%", f"{t['drop_points']:+.2f} pt", "yes" if t["within_budget"] else "no",
+            f"{t['p50_ms']:.3f} ms" if "p50_ms" in t else "–", f"{t['speedup']:.2f}×" if "speedup" in t else "–",
+            "kept" if t["chosen"] else "",
+        )
+    console.print(table)
+    console.print(f"{result['reason']} → {result['kept']}")
+
+
+def _print_layers(result: dict[str, Any]) -> None:
+    table = Table("layer", "ops", "SQNR lost", "output SQNR", "weight SQNR", title=f"{result['model']} vs {result['fp32']}, {result['samples']} samples, worst first")
+    for r in result["layers"]:
+        weight = "–" if r["weight_sqnr_db"] is None else f"{r['weight_sqnr_db']:.1f} dB"
+        table.add_row(r["node"], r["op"], f"{r['loss_db']:.1f} dB", f"{r['output_sqnr_db']:.1f} dB", weight)
+    console.print(table)
 
 
 @command

@@ -23,11 +23,18 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from edgecnn.data import calibration_samples, resolve_split
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, refuse_overwrite
-from edgecnn.runtime import META_QUANTIZATION, Session, load_onnx, read_metadata
+from edgecnn.runtime import META_QUANTIZATION, META_SESSION, Session, load_onnx, read_metadata
 
 FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
-TYPES = {"u8s8": (QuantType.QUInt8, QuantType.QInt8), "s8s8": (QuantType.QInt8, QuantType.QInt8)}
+TYPES = {
+    "u8s8": (QuantType.QUInt8, QuantType.QInt8),
+    "s8s8": (QuantType.QInt8, QuantType.QInt8),
+    "u8u8": (QuantType.QUInt8, QuantType.QUInt8),
+}
+QDQ_PROPAGATION = "QDQPropagationTransformer"
+# ops that follow a conv inside one block; a float stem keeps them in float with their conv
+_STEM_FOLLOWERS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "MaxPool", "AveragePool", "BatchNormalization"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,19 @@ class QuantConfig:
     reduce_range: bool = False
     dynamic: bool = False
     exclude: tuple[str, ...] = field(default_factory=tuple)
+    float_stem: bool = False  # keep convs on 1-4 input channels (and their block) in float: slower in int8
+    keep_float_pool: bool = False  # stop ORT moving the stem's quantize step above its pooling
+
+    def label(self) -> str:
+        """A short name for tables: qdq/u8s8/pc/minmax+stem…"""
+        if self.dynamic:
+            return f"dynamic/{self.types}" + ("/rr" if self.reduce_range else "")
+        parts = [self.format, self.types, "pc" if self.per_channel else "pt", self.method]
+        parts += ["rr"] if self.reduce_range else []
+        label = "/".join(parts)
+        label += "+stem" if self.float_stem else ""
+        label += "+pool" if self.keep_float_pool else ""
+        return label + (f"+{len(self.exclude)}float" if self.exclude else "")
 
     def check(self) -> None:
         for value, accepted, what in (
@@ -50,6 +70,8 @@ class QuantConfig:
         ):
             if value not in accepted:
                 raise EdgecnnError(f"unknown {what} {value!r} (accepted: {', '.join(accepted)})")
+        if self.keep_float_pool and not self.float_stem:
+            raise EdgecnnError("keep_float_pool applies to a float stem; set float_stem too")
 
 
 def int8_path(model: Path) -> Path:
@@ -59,7 +81,9 @@ def int8_path(model: Path) -> Path:
     return Path(model).with_name(f"{stem}.int8.onnx")
 
 
-class _ArrayReader(CalibrationDataReader):
+class ArrayReader(CalibrationDataReader):
+    """Feeds an array to onnxruntime's calibrators in fixed-size batches."""
+
     def __init__(self, input_name: str, samples: np.ndarray, batch_size: int = 32):
         self._batches = iter(
             [{input_name: samples[i : i + batch_size]} for i in range(0, len(samples), batch_size)]
@@ -94,14 +118,9 @@ def quantize_model(
         session.check_input(x)
 
     with tempfile.TemporaryDirectory(prefix="edgecnn-quant-") as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
+        prepared = prepare(model, Path(tmp) / "prepared.onnx")
         with atomic_path(out, force=True) as target:
-            _run_quantizer(prepared, target, config, session.input_name, None if config.dynamic else x)
-            quantized = onnx.load(str(target))
-            record = {**asdict(config), "calibration": calib_source, "samples": 0 if config.dynamic else len(x)}
-            _carry_metadata(quantized, props, record)
-            onnx.save(quantized, str(target))
+            quantize_prepared(prepared, target, config, props, None if config.dynamic else x, calib_source)
     return {
         "model": str(out),
         "source": str(model),
@@ -112,7 +131,60 @@ def quantize_model(
     }
 
 
-def _run_quantizer(prepared: Path, target: Path, config: QuantConfig, input_name: str, x: np.ndarray | None) -> None:
+def prepare(model: Path, out: Path) -> Path:
+    """ONNX Runtime's pre-processing (shape inference, folding) that quantization expects first."""
+    quant_pre_process(str(model), str(out), skip_symbolic_shape=True)
+    return out
+
+
+def stem_nodes(model: onnx.ModelProto) -> list[str]:
+    """Convs reading 1-4 channels and the activation/pooling nodes that follow each one."""
+    weights = {i.name: i.dims for i in model.graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    names = []
+    for node in model.graph.node:
+        dims = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        if dims is None or len(dims) < 2 or dims[1] > 4:
+            continue
+        names.append(node.name)
+        current = node
+        while len(nxt := consumers.get(current.output[0], [])) == 1 and nxt[0].op_type in _STEM_FOLLOWERS:
+            current = nxt[0]
+            names.append(current.name)
+    return names
+
+
+def quantize_prepared(
+    prepared: Path,
+    target: Path,
+    config: QuantConfig,
+    props: dict[str, str],
+    x: np.ndarray | None,
+    calib_source: str | None,
+) -> None:
+    """Quantize a pre-processed model into `target` and write edgecnn's metadata into it."""
+    model = onnx.load(str(prepared))
+    exclude = list(config.exclude) + (stem_nodes(model) if config.float_stem else [])
+    input_name = model.graph.input[0].name
+    _run_quantizer(prepared, target, config, input_name, x, exclude)
+    quantized = onnx.load(str(target))
+    record = {
+        **asdict(config),
+        "excluded_nodes": exclude,
+        "calibration": calib_source,
+        "samples": 0 if x is None else len(x),
+    }
+    session = {"disabled_optimizers": [QDQ_PROPAGATION]} if config.keep_float_pool else None
+    _carry_metadata(quantized, props, record, session)
+    onnx.save(quantized, str(target))
+
+
+def _run_quantizer(
+    prepared: Path, target: Path, config: QuantConfig, input_name: str, x: np.ndarray | None, exclude: list[str]
+) -> None:
     activation, weight = TYPES[config.types]
     if config.dynamic:
         quantize_dynamic(
@@ -121,24 +193,31 @@ def _run_quantizer(prepared: Path, target: Path, config: QuantConfig, input_name
             per_channel=config.per_channel,
             reduce_range=config.reduce_range,
             weight_type=weight,
-            nodes_to_exclude=list(config.exclude),
+            nodes_to_exclude=exclude,
         )
         return
     quantize_static(
         str(prepared),
         str(target),
-        _ArrayReader(input_name, x),
+        ArrayReader(input_name, x),
         quant_format=FORMATS[config.format],
         per_channel=config.per_channel,
         reduce_range=config.reduce_range,
         activation_type=activation,
         weight_type=weight,
         calibrate_method=METHODS[config.method],
-        nodes_to_exclude=list(config.exclude),
+        nodes_to_exclude=exclude,
     )
 
 
-def _carry_metadata(model: onnx.ModelProto, props: dict[str, str], record: dict[str, Any]) -> None:
+def _carry_metadata(
+    model: onnx.ModelProto, props: dict[str, str], record: dict[str, Any], session: dict[str, Any] | None
+) -> None:
+    """The fp32 model's metadata, the quantization record, and any session option speed depends on."""
+    props = {k: v for k, v in props.items() if k not in (META_QUANTIZATION, META_SESSION)}
+    props[META_QUANTIZATION] = json.dumps(record)
+    if session:
+        props[META_SESSION] = json.dumps(session)
     del model.metadata_props[:]
-    for key, value in {**props, META_QUANTIZATION: json.dumps(record)}.items():
+    for key, value in props.items():
         model.metadata_props.add(key=key, value=value)

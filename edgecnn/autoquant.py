@@ -1,0 +1,217 @@
+"""Accuracy-budgeted int8: try the sensible configurations, rank layers by quantization error,
+leave the worst in float until the budget holds, keep the fastest model that beats fp32.
+
+Accuracy is measured on the held-out validation split (never test), latency on the target
+provider and batch, all candidates interleaved with fp32 in one run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnxruntime.quantization.qdq_loss_debug import (
+    collect_activations,
+    compute_activation_error,
+    compute_weight_error,
+    create_activation_matching,
+    create_weight_matching,
+    modify_model_output_intermediate_tensors,
+)
+
+from edgecnn.bench import bench_models
+from edgecnn.data import Split, calibration_samples, resolve_split
+from edgecnn.errors import EdgecnnError
+from edgecnn.files import atomic_path, refuse_overwrite, write_json
+from edgecnn.quantize import QuantConfig, ArrayReader, int8_path, prepare, quantize_prepared, stem_nodes
+from edgecnn.runtime import Session, class_predictions, load_onnx, read_metadata
+
+MAX_FLOAT_LAYERS = 6  # past this many float layers int8 rarely pays; the search stops
+
+
+def candidate_configs(prepared: onnx.ModelProto) -> list[QuantConfig]:
+    """ORT's defaults, S8S8, and (for a thin-input first conv) the float-stem variants."""
+    configs = [QuantConfig(), QuantConfig(types="s8s8")]
+    if stem_nodes(prepared):
+        configs += [QuantConfig(float_stem=True), QuantConfig(float_stem=True, keep_float_pool=True)]
+    return configs
+
+
+def accuracy(model: Path, split: Split) -> float:
+    session = Session(model, threads=0)
+    return float((class_predictions(session.predict(split.x), session.meta.output) == split.y).mean())
+
+
+INPUT_SQNR_DB = 100.0  # the model input is exact: treat it as a very clean signal
+
+
+def layer_errors(fp32_prepared: Path, qdq_model: Path, x: np.ndarray) -> list[dict[str, Any]]:
+    """Per layer: how many dB of signal-to-quantization-noise it loses against fp32, worst first.
+
+    A layer's loss is the cross-model SQNR of its input minus that of its output, so error
+    inherited from earlier layers is not blamed on it. Nodes whose output has no quantized
+    counterpart (a conv fused with its ReLU) count with the layer that follows them.
+    """
+    model = load_onnx(qdq_model)
+    if not any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+        raise EdgecnnError(f"{qdq_model} has no QuantizeLinear nodes; layer errors need a QDQ-format int8 model")
+    float_model = onnx.load(str(fp32_prepared))
+    input_name = float_model.graph.input[0].name
+    with tempfile.TemporaryDirectory(prefix="edgecnn-debug-") as tmp:
+        aug_float, aug_qdq = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
+        modify_model_output_intermediate_tensors(str(fp32_prepared), str(aug_float))
+        modify_model_output_intermediate_tensors(str(qdq_model), str(aug_qdq))
+        float_acts = collect_activations(str(aug_float), ArrayReader(input_name, x))
+        qdq_acts = collect_activations(str(aug_qdq), ArrayReader(input_name, x))
+    cross = {
+        name: err["xmodel_err"]
+        for name, err in compute_activation_error(create_activation_matching(qdq_acts, float_acts)).items()
+        if "xmodel_err" in err
+    }
+    weight_err = compute_weight_error(create_weight_matching(str(fp32_prepared), str(qdq_model)))
+    producer = {out: node for node in float_model.graph.node for out in node.output}
+    rows = []
+    for node in float_model.graph.node:
+        if not node.output or node.output[0] not in cross:
+            continue
+        block, tensor = [node], node.input[0]
+        while tensor not in cross and tensor in producer:
+            block.append(producer[tensor])
+            tensor = producer[tensor].input[0]
+        sqnr_in = cross.get(tensor, INPUT_SQNR_DB)
+        weights = [weight_err[i] for n in block for i in n.input if i in weight_err]
+        rows.append(
+            {
+                "node": node.name,
+                "op": "+".join(n.op_type for n in reversed(block)),
+                "nodes": [n.name for n in reversed(block)],
+                "loss_db": sqnr_in - cross[node.output[0]],
+                "output_sqnr_db": cross[node.output[0]],
+                "weight_sqnr_db": min(weights) if weights else None,
+            }
+        )
+    return sorted(rows, key=lambda r: -r["loss_db"])
+
+
+def _trial(config: QuantConfig, path: Path, acc: float, base_acc: float, max_drop: float) -> dict[str, Any]:
+    drop = 100 * (base_acc - acc)
+    return {
+        "config": config.label(),
+        "settings": dataclasses.asdict(config),
+        "model": path,
+        "val_accuracy": acc,
+        "drop_points": drop,
+        "within_budget": drop <= max_drop,
+    }
+
+
+def auto_quantize(
+    model: Path,
+    calib: Path | None = None,
+    max_drop: float = 0.5,
+    provider: str = "cpu",
+    batch: int = 1,
+    samples: int = 256,
+    runs: int = 200,
+    out: Path | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Search int8 configurations within `max_drop` accuracy points; keep the fastest that beats fp32."""
+    model = Path(model)
+    if max_drop < 0:
+        raise EdgecnnError(f"--max-drop must be ≥ 0 accuracy points, got {max_drop}")
+    out = Path(out) if out else int8_path(model)
+    decision_path = out.parent / "quantize-decision.json"
+    refuse_overwrite(out, force)
+    refuse_overwrite(decision_path, force)
+    props = read_metadata(load_onnx(model))
+    train_split, calib_source = resolve_split(calib, model, "train")
+    val, val_source = resolve_split(calib, model, "val")
+    x = calibration_samples(train_split, samples)
+    Session(model).check_input(x)
+    base_acc = accuracy(model, val)
+
+    with tempfile.TemporaryDirectory(prefix="edgecnn-auto-") as tmp:
+        tmp = Path(tmp)
+        prepared = prepare(model, tmp / "prepared.onnx")
+        trials: list[dict[str, Any]] = []
+
+        def attempt(config: QuantConfig) -> dict[str, Any]:
+            path = tmp / f"trial{len(trials)}.onnx"
+            quantize_prepared(prepared, path, config, props, x, calib_source)
+            trials.append(_trial(config, path, accuracy(path, val), base_acc, max_drop))
+            return trials[-1]
+
+        for config in candidate_configs(onnx.load(str(prepared))):
+            attempt(config)
+        ranking: list[dict[str, Any]] = []
+        if not any(t["within_budget"] for t in trials):
+            best = max(trials, key=lambda t: t["val_accuracy"])
+            config = QuantConfig(**{**best["settings"], "exclude": tuple(best["settings"]["exclude"])})
+            if config.format == "qdq":
+                ranking = layer_errors(prepared, best["model"], x[:64])
+            for row in ranking[:MAX_FLOAT_LAYERS]:
+                config = dataclasses.replace(config, exclude=(*config.exclude, *row["nodes"]))
+                if attempt(config)["within_budget"]:
+                    break
+
+        fine = [t for t in trials if t["within_budget"]]
+        timing = bench_models([model, *(t["model"] for t in fine)], provider=provider, batches=[batch], runs=runs) if fine else None
+        if timing:
+            for t, r in zip(fine, timing["results"][1:]):
+                t.update(p50_ms=r["p50_ms"], p99_ms=r["p99_ms"], speedup=r["speedup"])
+        faster = [t for t in fine if t["speedup"] > 1.0]
+        chosen = max(faster, key=lambda t: t["speedup"]) if faster else None
+        if chosen:
+            with atomic_path(out, force=True) as target:
+                shutil.copyfile(chosen["model"], target)
+        for t in trials:
+            t["model"] = None
+            t["chosen"] = t is chosen
+
+    decision = {
+        "model": str(model),
+        "kept": str(out) if chosen else str(model),
+        "kept_variant": chosen["config"] if chosen else "fp32",
+        "reason": _reason(chosen, fine, max_drop),
+        "max_drop_points": max_drop,
+        "fp32_val_accuracy": base_acc,
+        "validation": val_source,
+        "calibration": calib_source,
+        "provider": provider,
+        "batch": batch,
+        "fp32_p50_ms": timing["results"][0]["p50_ms"] if timing else None,
+        "machine": timing["machine"] if timing else None,
+        "trials": trials,
+        "layer_ranking": ranking,
+    }
+    write_json(decision_path, decision, force=True)
+    return decision
+
+
+def _reason(chosen: dict[str, Any] | None, fine: list[dict[str, Any]], max_drop: float) -> str:
+    if chosen:
+        return f"{chosen['config']} is the fastest int8 within {max_drop} points: {chosen['speedup']:.2f}× fp32"
+    if fine:
+        return "no int8 configuration within budget beats fp32 on this provider and batch; fp32 kept"
+    return f"no int8 configuration stays within {max_drop} accuracy points; fp32 kept"
+
+
+def debug_layers(int8_model: Path, fp32_model: Path | None = None, data: Path | None = None, samples: int = 64) -> dict[str, Any]:
+    """The per-layer quantization error ranking of an int8 QDQ model against its fp32 source."""
+    int8_model = Path(int8_model)
+    fp32_model = Path(fp32_model) if fp32_model else int8_model.with_name(int8_model.name.replace(".int8", ".fp32"))
+    if fp32_model == int8_model or not fp32_model.is_file():
+        raise EdgecnnError(f"fp32 model for {int8_model.name} not found at {fp32_model}; pass --fp32 PATH")
+    split, source = resolve_split(data, int8_model, "val")
+    x = split.x[:samples]
+    Session(int8_model).check_input(x)
+    with tempfile.TemporaryDirectory(prefix="edgecnn-debug-") as tmp:
+        prepared = prepare(fp32_model, Path(tmp) / "prepared.onnx")
+        rows = layer_errors(prepared, int8_model, x)
+    return {"model": str(int8_model), "fp32": str(fp32_model), "data": source, "samples": len(x), "layers": rows}
