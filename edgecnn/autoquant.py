@@ -34,6 +34,14 @@ from edgecnn.runtime import Session, class_predictions, load_onnx, read_metadata
 MAX_FLOAT_LAYERS = 6  # past this many float layers int8 rarely pays; the search stops
 
 
+def decision_path_for(out: Path) -> Path:
+    """model.int8.onnx → quantize-decision.json; model.pruned.int8.onnx → quantize-decision.pruned.json."""
+    stem = out.name.removesuffix(".onnx").removesuffix(".int8")
+    if stem == "model" or stem.startswith("model."):
+        return out.with_name(f"quantize-decision{stem.removeprefix('model')}.json")
+    return out.with_name(f"{stem}.quantize-decision.json")
+
+
 def candidate_configs(prepared: onnx.ModelProto) -> list[QuantConfig]:
     """ORT's defaults, S8S8, and (for a thin-input first conv) the float-stem variants."""
     configs = [QuantConfig(), QuantConfig(types="s8s8")]
@@ -126,7 +134,7 @@ def auto_quantize(
     if max_drop < 0:
         raise EdgecnnError(f"--max-drop must be ≥ 0 accuracy points, got {max_drop}")
     out = Path(out) if out else int8_path(model)
-    decision_path = out.parent / "quantize-decision.json"
+    decision_path = decision_path_for(out)
     refuse_overwrite(out, force)
     refuse_overwrite(decision_path, force)
     props = read_metadata(load_onnx(model))

@@ -285,22 +285,63 @@ def report(
 
 
 @command
+def prune(
+    run: Annotated[Path, typer.Argument(help="Run folder with model.pt.")],
+    method: Annotated[str, typer.Option(help="structured (channels; smaller and faster) or magnitude (zeros; compresses only).")] = "structured",
+    ratio: Annotated[float, typer.Option(help="Share of channels (structured) or weights (magnitude) removed.")] = 0.5,
+    finetune_epochs: Annotated[Optional[int], typer.Option(help="Fine-tuning epochs (default: half the recipe's).")] = None,
+    round_to: Annotated[Optional[int], typer.Option(help="Structured: keep channel counts multiples of this (default: 16, which x86 NCHWc kernels want, or less for thin layers).")] = None,
+    runs: Annotated[int, typer.Option(help="Timed runs per model and batch, interleaved.")] = 100,
+    force: ForceFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Prune, fine-tune and export; prove params, MACs, size, latency and accuracy in ONNX."""
+    from edgecnn.prune import prune_run
+
+    result = prune_run(run, method=method, ratio=ratio, finetune_epochs=finetune_epochs, round_to=round_to, runs=runs, force=force)
+    if json_out:
+        return show_json(result)
+    before, after = result["before"], result["after"]
+    table = Table("", "fp32", result["method"], "ratio", title=f"{result['model']} ({result['finetune_epochs']} fine-tuning epochs)")
+    for key, label in (("params", "params"), ("macs", "MACs"), ("size_bytes", "size (bytes)"), ("gzip_bytes", "gzip size (bytes)")):
+        table.add_row(label, f"{before[key]:,}", f"{after[key]:,}", f"{before[key] / max(after[key], 1):.2f}×")
+    table.add_row("test accuracy", f"{100 * before['test_accuracy']:.2f}%", f"{100 * after['test_accuracy']:.2f}%", f"{-result['accuracy_drop_points']:+.2f} pt")
+    for r in result["latency"]:
+        if r["variant"] != "fp32":
+            table.add_row(f"speedup b{r['batch']}", "1.00×", f"{r['speedup']:.2f}×", "")
+    table.add_row("channels", str(result["channels"]["before"]), str(result["channels"]["after"]), "")
+    console.print(table)
+    if "note" in result:
+        console.print(f"sparsity {100 * result['sparsity']:.1f}%: {result['note']}")
+
+
+@command
 def pipeline(
     recipe: Annotated[str, typer.Argument(help="Recipe name (see `edgecnn recipes`).")],
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/RECIPE).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: the recipe's).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed (default: the recipe's).")] = None,
+    prune_ratio: Annotated[Optional[float], typer.Option("--prune", help="Also prune channels by this ratio, fine-tune, quantize.")] = None,
+    auto_quant: Annotated[bool, typer.Option("--auto-quant", help="Search int8 configs within --max-drop; keep only models faster than fp32.")] = False,
+    max_drop: Annotated[float, typer.Option(help="With --auto-quant: accuracy budget in points.")] = 0.5,
+    batch: Annotated[str, typer.Option(help="Benchmark batch sizes, comma-separated.")] = "1,32",
     runs: Annotated[int, typer.Option(help="Timed benchmark runs per model and batch.")] = 200,
     force: ForceFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
-    """train → export → quantize → eval → bench → report, then print the table."""
+    """train → export → [prune] → quantize → eval → bench → report, then print the table."""
+    from edgecnn.bench import parse_batches
     from edgecnn.pipeline import run_pipeline
 
-    result = run_pipeline(recipe, out, epochs=epochs, seed=seed, runs=runs, force=force, show_progress=not json_out)
+    result = run_pipeline(
+        recipe, out, epochs=epochs, seed=seed, force=force, prune_ratio=prune_ratio, auto_quant=auto_quant,
+        max_drop=max_drop, batches=parse_batches(batch), runs=runs, show_progress=not json_out,
+    )
     if json_out:
         return show_json(result)
     typer.echo(result["table_markdown"])
+    for note in result["notes"]:
+        typer.echo(f"- {note}")
     typer.echo(f"written: {Path(result['run']) / 'report.md'}, report.json, pareto.png")
 
 

@@ -112,11 +112,11 @@ def _set_metadata(model: onnx.ModelProto, recipe: Recipe, parity: float, extra: 
 
 
 def export_run(source: Path, out: Path | None = None, force: bool = False, parity_samples: int = 64) -> dict[str, Any]:
-    """Export a run's model.pt to model.fp32.onnx beside it (or `out`)."""
+    """Export a run's model.pt (or model.pruned.pt …) to model.fp32.onnx (model.pruned.fp32.onnx …)."""
     run, weights = resolve_run(source)
     if not weights.is_file():
         raise EdgecnnError(f"{weights} not found; train first with `edgecnn train RECIPE --out {run}`")
     net, recipe = load_trained(run, weights)
-    out = Path(out) if out else run / "model.fp32.onnx"
+    out = Path(out) if out else run / f"{weights.stem}.fp32.onnx"
     test = load_dataset(recipe.dataset, **recipe.dataset_options).test
     return export_onnx(net, recipe, out, test.x[:parity_samples], force=force)

@@ -40,6 +40,29 @@ def count_params(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
+def resize_to_state_dict(net: nn.Module, state: dict) -> nn.Module:
+    """Give conv, linear and batch-norm layers the channel counts a (pruned) state dict holds."""
+    for name, module in list(net.named_modules()):
+        weight = state.get(f"{name}.weight")
+        if weight is None or weight.shape == getattr(module, "weight", weight).shape:
+            continue
+        bias = f"{name}.bias" in state
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            new = type(module)(
+                weight.shape[1] * module.groups, weight.shape[0], module.kernel_size,
+                module.stride, module.padding, module.dilation, module.groups, bias,
+            )
+        elif isinstance(module, nn.Linear):
+            new = nn.Linear(weight.shape[1], weight.shape[0], bias)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            new = type(module)(weight.shape[0], module.eps, module.momentum)
+        else:
+            continue
+        parent_name, _, child = name.rpartition(".")
+        setattr(net.get_submodule(parent_name) if parent_name else net, child, new)
+    return net
+
+
 @register
 def digits_cnn(num_classes: int = 10) -> nn.Module:
     """Seed 000: two 3×3 'same' conv blocks of 8 filters on 8×8 digits; 994 parameters."""

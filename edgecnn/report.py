@@ -7,6 +7,7 @@ from typing import Any
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, read_json, write_json, write_text
+from edgecnn.runtime import count_macs, count_params, load_onnx
 
 BASELINE = "fp32"
 
@@ -32,16 +33,17 @@ def collect_rows(run: Path, provider: str = "cpu") -> tuple[list[dict[str, Any]]
     base_acc = evals.get(BASELINE, {}).get("accuracy")
     for variant in sorted(set(evals) | set(timings), key=_variant_order):
         acc = evals.get(variant, {}).get("accuracy")
+        model = run / f"model.{variant}.onnx"
+        figures = _model_figures(model) if model.is_file() else {"params": None, "macs": None, "size_bytes": None}
         row: dict[str, Any] = {
             "variant": variant,
             "accuracy": acc,
             "delta_points": None if acc is None or base_acc is None else 100 * (acc - base_acc),
-            "size_bytes": None,
+            **figures,
             "latency": {},
         }
         for batch, t in sorted(timings.get(variant, {}).items()):
             base = timings.get(BASELINE, {}).get(batch)
-            row["size_bytes"] = t["size_bytes"]
             row["latency"][batch] = {
                 "p50_ms": t["p50_ms"],
                 "p99_ms": t["p99_ms"],
@@ -52,32 +54,39 @@ def collect_rows(run: Path, provider: str = "cpu") -> tuple[list[dict[str, Any]]
     return rows, bench
 
 
+def _model_figures(model: Path) -> dict[str, Any]:
+    onnx_model = load_onnx(model)
+    return {"params": count_params(onnx_model), "macs": count_macs(onnx_model), "size_bytes": model.stat().st_size}
+
+
 def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
     return "–" if value is None else f"{value:{spec}}{suffix}"
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The run's table: accuracy, Δ, size, latency and speedup at the smallest and largest batch."""
+    """The run's table: accuracy, Δ, params, MACs, size, latency at batch 1, throughput at larger batches."""
     batches = sorted({b for r in rows for b in r["latency"]})
-    small, large = (batches[0], batches[-1]) if batches else (None, None)
-    head = ["variant", "accuracy", "Δ vs fp32", "size"]
+    small, larger = (batches[0], batches[1:]) if batches else (None, [])
+    head = ["variant", "accuracy", "Δ vs fp32", "params", "MACs", "size"]
     if small is not None:
         head += [f"p50 b{small}", f"p99 b{small}", f"speedup b{small}"]
-    if large is not None and large != small:
-        head += [f"throughput b{large}", f"speedup b{large}"]
+    for b in larger:
+        head += [f"throughput b{b}", f"speedup b{b}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [
             r["variant"],
             _fmt(None if r["accuracy"] is None else 100 * r["accuracy"], ".2f", "%"),
             _fmt(r["delta_points"], "+.2f", " pt"),
-            _fmt(None if r["size_bytes"] is None else r["size_bytes"] / 1024, ".1f", " KiB"),
+            _fmt(r.get("params"), ","),
+            _fmt(r.get("macs"), ","),
+            _fmt(None if r.get("size_bytes") is None else r["size_bytes"] / 1024, ".1f", " KiB"),
         ]
         if small is not None:
             t = r["latency"].get(small, {})
             cells += [_fmt(t.get("p50_ms"), ".3f", " ms"), _fmt(t.get("p99_ms"), ".3f", " ms"), _fmt(t.get("speedup"), ".2f", "×")]
-        if large is not None and large != small:
-            t = r["latency"].get(large, {})
+        for b in larger:
+            t = r["latency"].get(b, {})
             cells += [_fmt(t.get("throughput"), ",.0f", "/s"), _fmt(t.get("speedup"), ".2f", "×")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -128,6 +137,22 @@ def plot_pareto(rows: list[dict[str, Any]], batch: int, path: Path, title: str) 
     return path
 
 
+def _decision_notes(run: Path) -> list[str]:
+    """What the int8 search and pruning decided, in a line each."""
+    notes = []
+    for path in sorted(run.glob("quantize-decision*.json")):
+        d = read_json(path)
+        notes.append(f"int8 search on {Path(d['model']).name} ({d['provider']}, batch {d['batch']}): {d['reason']}")
+    for path in sorted(run.glob("prune-*.json")):
+        p = read_json(path)
+        notes.append(
+            f"{p['method']} pruning, ratio {p['ratio']}: channels {p['channels']['before']} → {p['channels']['after']}, "
+            f"{p['macs_reduction']:.2f}× fewer MACs, {p['finetune_epochs']} fine-tuning epochs"
+            + (f"; {p['note']}" if "note" in p else "")
+        )
+    return notes
+
+
 def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[str, Any]:
     """Write report.md, report.json and pareto.png into the run folder."""
     run = Path(run)
@@ -140,7 +165,9 @@ def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[s
         if bench
         else ""
     )
-    write_text(run / "report.md", f"# {run.name}\n\n{table}{context}", force=force)
+    notes = _decision_notes(run)
+    notes_md = "".join(f"- {n}\n" for n in notes)
+    write_text(run / "report.md", f"# {run.name}\n\n{table}{context}\n{notes_md}", force=force)
     batches = sorted({b for r in rows for b in r["latency"]})
     pareto = plot_pareto(rows, batches[0], run / "pareto.png", run.name) if batches else None
     report = {
@@ -150,6 +177,7 @@ def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[s
         "machine": machine,
         "pareto_front": pareto_front(rows, batches[0]) if batches else [],
         "table_markdown": table,
+        "notes": notes,
         "pareto_png": str(pareto) if pareto else None,
     }
     write_json(run / "report.json", report, force=force)

@@ -15,7 +15,7 @@ from torch import nn
 from edgecnn.data import Dataset, Split, load_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, read_json, refuse_overwrite, write_json
-from edgecnn.nets import build_net, count_params
+from edgecnn.nets import build_net, count_params, resize_to_state_dict
 from recipes import Recipe, get_recipe
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
@@ -41,7 +41,7 @@ def load_trained(run: Path, weights: Path | None = None) -> tuple[nn.Module, Rec
     net = build_net(recipe.net, **_net_kwargs(recipe))
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
+        resize_to_state_dict(net, state).load_state_dict(state)
     except Exception as exc:  # torch raises several types for a foreign or damaged file
         raise EdgecnnError(f"{weights} is not a state_dict of net {recipe.net!r} ({str(exc).splitlines()[0]})") from None
     return net.eval(), recipe
@@ -129,6 +129,20 @@ def _train_epoch(recipe, net, ema, opt, sched, split: Split, gen: torch.Generato
         loss_sum += loss.item() * len(y)
         correct += _correct(recipe, logits.detach(), y)
     return loss_sum / len(split), correct / len(split)
+
+
+def fine_tune(recipe: Recipe, net: nn.Module, data: Dataset, epochs: int, lr_scale: float = 0.1) -> list[dict[str, float]]:
+    """A short, quiet training run at a lower rate: recovers accuracy after pruning."""
+    recipe = dataclasses.replace(recipe, lr=recipe.lr * lr_scale, ema_decay=0.0)
+    opt = _optimizer(recipe, net)
+    sched = _scheduler(recipe, opt, epochs * -(-len(data.train) // recipe.batch_size))
+    gen = torch.Generator().manual_seed(recipe.seed)
+    history = []
+    for epoch in range(epochs):
+        loss, acc = _train_epoch(recipe, net, None, opt, sched, data.train, gen)
+        val_loss, val_acc = evaluate_torch(recipe, net, data.val)
+        history.append({"epoch": epoch + 1, "loss": loss, "accuracy": acc, "val_loss": val_loss, "val_accuracy": val_acc})
+    return history
 
 
 def _final(net: nn.Module, ema: torch.optim.swa_utils.AveragedModel | None) -> nn.Module:

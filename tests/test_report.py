@@ -19,7 +19,7 @@ def test_report_from_a_run_folder(digits_run, tmp_path):
     assert report["rows"][0]["delta_points"] == 0.0
     assert report["rows"][0]["latency"][1]["speedup"] == 1.0
     md = (run / "report.md").read_text()
-    assert "| variant | accuracy | Δ vs fp32 | size | p50 b1 | p99 b1 | speedup b1 | throughput b8 | speedup b8 |" in md
+    assert "| variant | accuracy | Δ vs fp32 | params | MACs | size | p50 b1 | p99 b1 | speedup b1 | throughput b8 | speedup b8 |" in md
     assert "onnxruntime" in md and "interleaved" in md
     assert json.loads((run / "report.json").read_text())["pareto_front"]
     assert (run / "pareto.png").read_bytes()[:4] == b"\x89PNG"
@@ -36,5 +36,5 @@ def test_pareto_front_drops_dominated_variants():
 
 def test_table_without_bench_shows_accuracy_only():
     table = markdown_table([{"variant": "fp32", "accuracy": 0.9, "delta_points": 0.0, "size_bytes": None, "latency": {}}])
-    assert table.splitlines()[0] == "| variant | accuracy | Δ vs fp32 | size |"
+    assert table.splitlines()[0] == "| variant | accuracy | Δ vs fp32 | params | MACs | size |"
     assert "90.00%" in table
