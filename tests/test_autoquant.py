@@ -1,0 +1,75 @@
+import json
+import shutil
+
+import onnx
+import pytest
+
+from edgecnn.autoquant import auto_quantize, candidate_configs, debug_layers, decision_path_for
+from edgecnn.errors import EdgecnnError
+from edgecnn.quantize import QuantConfig, quantize_model, stem_nodes
+from edgecnn.runtime import META_SESSION, Session, read_metadata
+
+
+def test_auto_keeps_only_a_faster_model_within_budget(digits_run, tmp_path):
+    run = tmp_path / "digits"
+    shutil.copytree(digits_run, run)
+    (run / "model.int8.onnx").unlink()
+    decision = auto_quantize(run / "model.fp32.onnx", max_drop=0.5, runs=30)
+    saved = json.loads((run / "quantize-decision.json").read_text())
+    assert saved["kept"] == decision["kept"]
+    assert "test" not in saved["validation"] and "val split" in saved["validation"]
+    assert len(saved["trials"]) >= 4 and {t["config"] for t in saved["trials"]} >= {"qdq/u8s8/pc/minmax", "qdq/s8s8/pc/minmax"}
+    for trial in saved["trials"]:
+        if trial["within_budget"]:
+            assert trial["p50_ms"] > 0
+    chosen = [t for t in saved["trials"] if t["chosen"]]
+    if chosen:
+        assert chosen[0]["speedup"] > 1.0 and chosen[0]["within_budget"]
+        assert chosen[0]["speedup"] == max(t["speedup"] for t in saved["trials"] if t["within_budget"])
+        assert (run / "model.int8.onnx").is_file()
+    else:
+        assert saved["kept"].endswith("model.fp32.onnx") and not (run / "model.int8.onnx").exists()
+        assert all(t.get("speedup", 0) <= 1.0 for t in saved["trials"] if t["within_budget"])
+
+
+def test_float_stem_keeps_the_thin_first_conv_in_float(digits_run, tmp_path):
+    out = quantize_model(digits_run / "model.fp32.onnx", QuantConfig(float_stem=True, keep_float_pool=True),
+                         calib=digits_run, samples=32, out=tmp_path / "stem.onnx")
+    model = onnx.load(out["model"])
+    first_conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    assert not any(i.endswith("_DequantizeLinear_Output") for i in first_conv.input)  # its weights stay float
+    record = json.loads(read_metadata(model)["edgecnn.quantization"])
+    assert record["excluded_nodes"][:3] == ["/0/Conv", "/1/Relu", "/2/MaxPool"]
+    assert json.loads(read_metadata(model)[META_SESSION]) == {"disabled_optimizers": ["QDQPropagationTransformer"]}
+    assert Session(out["model"]).disabled_optimizers == ["QDQPropagationTransformer"]
+
+
+def test_candidates_include_stem_variants_only_for_thin_inputs(digits_run):
+    model = onnx.load(str(digits_run / "model.fp32.onnx"))
+    assert stem_nodes(model)[0] == "/0/Conv"
+    labels = [c.label() for c in candidate_configs(model)]
+    assert "qdq/u8s8/pc/minmax+stem+pool" in labels
+
+
+def test_debug_ranks_layers_worst_first(digits_run):
+    result = debug_layers(digits_run / "model.int8.onnx")
+    layers = result["layers"]
+    assert {"Conv+Relu", "Gemm"} <= {r["op"] for r in layers}
+    losses = [r["loss_db"] for r in layers]
+    assert losses == sorted(losses, reverse=True)
+    assert all(r["output_sqnr_db"] > 10 for r in layers)  # int8 keeps every layer well above noise
+
+
+def test_debug_and_auto_errors(digits_run, tmp_path):
+    with pytest.raises(EdgecnnError, match="fp32 model for"):
+        debug_layers(digits_run / "model.int8.onnx", fp32_model=tmp_path / "none.onnx")
+    with pytest.raises(EdgecnnError, match="no QuantizeLinear"):
+        debug_layers(digits_run / "model.fp32.onnx", fp32_model=digits_run / "model.fp32.onnx")
+    with pytest.raises(EdgecnnError, match="--max-drop"):
+        auto_quantize(digits_run / "model.fp32.onnx", max_drop=-1)
+
+
+def test_decision_file_names(tmp_path):
+    assert decision_path_for(tmp_path / "model.int8.onnx").name == "quantize-decision.json"
+    assert decision_path_for(tmp_path / "model.pruned.int8.onnx").name == "quantize-decision.pruned.json"
+    assert decision_path_for(tmp_path / "mine.int8.onnx").name == "mine.quantize-decision.json"
