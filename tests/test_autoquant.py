@@ -63,8 +63,10 @@ def test_debug_ranks_layers_worst_first(digits_run):
 def test_debug_and_auto_errors(digits_run, tmp_path):
     with pytest.raises(EdgecnnError, match="fp32 model for"):
         debug_layers(digits_run / "model.int8.onnx", fp32_model=tmp_path / "none.onnx")
+    not_int8 = tmp_path / "model.int8.onnx"
+    shutil.copyfile(digits_run / "model.fp32.onnx", not_int8)
     with pytest.raises(EdgecnnError, match="no QuantizeLinear"):
-        debug_layers(digits_run / "model.fp32.onnx", fp32_model=digits_run / "model.fp32.onnx")
+        debug_layers(not_int8, fp32_model=digits_run / "model.fp32.onnx", data=digits_run)
     with pytest.raises(EdgecnnError, match="--max-drop"):
         auto_quantize(digits_run / "model.fp32.onnx", max_drop=-1)
 
