@@ -135,7 +135,7 @@ def quantize(
     auto: Annotated[bool, typer.Option("--auto", help="Search configurations within --max-drop; keep the fastest that beats fp32.")] = False,
     max_drop: Annotated[float, typer.Option(help="With --auto: accuracy budget in points on the validation split.")] = 0.5,
     provider: ProviderOpt = "cpu",
-    batch: Annotated[int, typer.Option(help="With --auto: the batch size latency is measured at.")] = 1,
+    batch: Annotated[str, typer.Option(help="With --auto: batch sizes latency is measured at; the kept model must beat fp32 at each.")] = "1",
     runs: Annotated[int, typer.Option(help="With --auto: timed runs per candidate, interleaved.")] = 200,
     debug: Annotated[bool, typer.Option("--debug", help="Rank the layers of an int8 QDQ model by quantization error.")] = False,
     fp32: Annotated[Optional[Path], typer.Option(help="With --debug: the fp32 model (default: the .fp32 sibling).")] = None,
@@ -155,8 +155,12 @@ def quantize(
         return _print_layers(result)
     if auto:
         from edgecnn.autoquant import auto_quantize
+        from edgecnn.bench import parse_batches
 
-        result = auto_quantize(model, calib, max_drop=max_drop, provider=provider, batch=batch, samples=samples, runs=runs, out=out, force=force)
+        result = auto_quantize(
+            model, calib, max_drop=max_drop, provider=provider, batches=parse_batches(batch),
+            samples=samples, runs=runs, out=out, force=force,
+        )
         if json_out:
             return show_json(result)
         return _print_decision(result)
@@ -176,17 +180,19 @@ def quantize(
 
 
 def _print_decision(result: dict[str, Any]) -> None:
+    batches = result["batches"]
+    fp32 = result["fp32_p50_ms"] or {}
     table = Table(
-        "config", "val accuracy", "drop", "within budget", "p50", "speedup", "",
-        title=f"int8 search on {result['provider']}, batch {result['batch']}: fp32 {100 * result['fp32_val_accuracy']:.2f}% "
-        f"on {result['validation']}, p50 {result['fp32_p50_ms'] or 0:.3f} ms",
+        "config", "val accuracy", "drop", "in budget", *(f"speedup b{b}" for b in batches), "",
+        title=f"int8 search on {result['provider']}: fp32 {100 * result['fp32_val_accuracy']:.2f}% on {result['validation']}, "
+        + ", ".join(f"p50 b{b} {ms:.3f} ms" for b, ms in fp32.items()),
     )
     table.columns[0].no_wrap = True
     for t in result["trials"]:
+        speedups = [f"{t['speedup'][b]:.2f}×" if "speedup" in t else "–" for b in batches]
         table.add_row(
             t["config"], f"{100 * t['val_accuracy']:.2f}%", f"{t['drop_points']:+.2f} pt", "yes" if t["within_budget"] else "no",
-            f"{t['p50_ms']:.3f} ms" if "p50_ms" in t else "–", f"{t['speedup']:.2f}×" if "speedup" in t else "–",
-            "kept" if t["chosen"] else "",
+            *speedups, "kept" if t["chosen"] else "",
         )
     console.print(table)
     console.print(f"{result['reason']} → {result['kept']}")

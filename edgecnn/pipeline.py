@@ -55,7 +55,7 @@ def run_pipeline(
         if auto_quant:
             from edgecnn.autoquant import auto_quantize
 
-            kept = Path(auto_quantize(fp32, run, max_drop=max_drop, runs=runs, force=True)["kept"])
+            kept = Path(auto_quantize(fp32, run, max_drop=max_drop, batches=list(batches), runs=runs, force=True)["kept"])
             if kept != fp32:
                 models.append(kept)
         else:
