@@ -5,8 +5,10 @@ Runtime half: no torch. Every figure carries the machine, onnxruntime version, p
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import onnxruntime as ort
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.evaluate import variant_name
-from edgecnn.runtime import Session
+from edgecnn.runtime import Session, session_options
 
 
 def _read(path: str) -> str | None:
@@ -123,3 +125,32 @@ def bench_models(
         "interleaved": True,
         "results": results,
     }
+
+
+def op_profile(model: Path, batch: int = 1, threads: int = 1, runs: int = 50, provider: str = "cpu") -> list[dict[str, Any]]:
+    """Share of kernel time per operator type, from onnxruntime's profiler, largest first."""
+    session = Session(model, provider=provider, threads=threads)
+    opts = session_options(threads)
+    with tempfile.TemporaryDirectory(prefix="edgecnn-profile-") as tmp:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(Path(tmp) / "profile")
+        profiled = ort.InferenceSession(
+            session.path.read_bytes(),
+            sess_options=opts,
+            providers=[session.provider.ep],
+            **({"disabled_optimizers": session.disabled_optimizers} if session.disabled_optimizers else {}),
+        )
+        x = session.random_input(batch)
+        for _ in range(runs):
+            profiled.run(None, {session.input_name: x})
+        trace = json.loads(Path(profiled.end_profiling()).read_text())
+    totals: dict[str, float] = {}
+    for event in trace:
+        args = event.get("args", {})
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            totals[args.get("op_name", "?")] = totals.get(args.get("op_name", "?"), 0.0) + event["dur"]
+    total = sum(totals.values()) or 1.0
+    return [
+        {"op": op, "us_per_run": us / runs, "share": us / total}
+        for op, us in sorted(totals.items(), key=lambda kv: -kv[1])
+    ]

@@ -247,17 +247,23 @@ def bench(
     threads: Annotated[int, typer.Option(help="Intra-op threads (0: onnxruntime default).")] = 1,
     warmup: Annotated[int, typer.Option(help="Untimed runs per model and batch.")] = 10,
     runs: Annotated[int, typer.Option(help="Timed runs per model and batch, interleaved.")] = 100,
+    profile: Annotated[bool, typer.Option("--profile", help="Also show each model's time per operator type (onnxruntime profiler, largest batch).")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Also write the result as JSON here.")] = None,
     force: ForceFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """p50/p90/p99 latency, throughput and size; several models measured interleaved."""
-    from edgecnn.bench import bench_models, parse_batches
+    from edgecnn.bench import bench_models, op_profile, parse_batches
     from edgecnn.files import refuse_overwrite, write_json
 
     if out:
         refuse_overwrite(out, force)
-    result = bench_models(models, provider=provider, batches=parse_batches(batch), threads=threads, warmup=warmup, runs=runs)
+    batches = parse_batches(batch)
+    result = bench_models(models, provider=provider, batches=batches, threads=threads, warmup=warmup, runs=runs)
+    if profile:
+        result["profile"] = {
+            str(m): op_profile(m, batch=batches[-1], threads=threads, runs=max(10, runs // 4), provider=provider) for m in models
+        }
     if out:
         write_json(out, result, force=force)
     if json_out:
@@ -273,6 +279,9 @@ def bench(
             f"{r['throughput']:,.0f}/s", _kib(r["size_bytes"]), f"{r['speedup']:.2f}×",
         )
     console.print(table)
+    for model, ops in result.get("profile", {}).items():
+        console.print(f"{Path(model).name} at batch {batches[-1]}: " + ", ".join(
+            f"{o['op']} {100 * o['share']:.0f}% ({o['us_per_run']:.0f} µs)" for o in ops[:6]))
 
 
 @command

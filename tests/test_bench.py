@@ -37,3 +37,11 @@ def test_bench_refuses_nothing_to_measure(digits_run):
         bench_models([])
     with pytest.raises(EdgecnnError, match="--runs"):
         bench_models([digits_run / "model.fp32.onnx"], runs=0)
+
+
+def test_op_profile_shares_sum_to_one(digits_run):
+    from edgecnn.bench import op_profile
+
+    ops = op_profile(digits_run / "model.int8.onnx", batch=4, runs=5)
+    assert ops and abs(sum(o["share"] for o in ops) - 1.0) < 1e-6
+    assert ops == sorted(ops, key=lambda o: -o["us_per_run"])
