@@ -138,6 +138,19 @@ def plot_pareto(rows: list[dict[str, Any]], batch: int, path: Path, title: str) 
     return path
 
 
+def _slower_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """Say so when a compressed variant is slower than fp32 at some batch."""
+    notes = []
+    for r in rows:
+        slower = [f"b{b} {t['speedup']:.2f}×" for b, t in r["latency"].items() if t["speedup"] is not None and t["speedup"] < 1.0]
+        if slower and r["variant"] != BASELINE:
+            notes.append(
+                f"{r['variant']} is slower than fp32 ({', '.join(slower)}): too small a net for int8 to pay, or a config "
+                "that does not suit this CPU; `edgecnn quantize --auto` keeps fp32 in that case"
+            )
+    return notes
+
+
 def _decision_notes(run: Path) -> list[str]:
     """What the int8 search and pruning decided, in a line each."""
     notes = []
@@ -166,7 +179,7 @@ def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[s
         if bench
         else ""
     )
-    notes = _decision_notes(run)
+    notes = _decision_notes(run) + _slower_notes(rows)
     notes_md = "".join(f"- {n}\n" for n in notes)
     write_text(run / "report.md", f"# {run.name}\n\n{table}{context}\n{notes_md}", force=force)
     batches = sorted({b for r in rows for b in r["latency"]})
