@@ -297,6 +297,8 @@ def report(
     if json_out:
         return show_json(result)
     typer.echo(result["table_markdown"])
+    for note in result["notes"]:
+        typer.echo(f"- {note}")
 
 
 @command
