@@ -49,6 +49,13 @@ def write_text(path: Path, text: str, force: bool = False) -> Path:
     return Path(path)
 
 
+def save_png(fig: Any, path: Path) -> Path:
+    """Save a matplotlib figure as PNG, atomically."""
+    with atomic_path(path, force=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return Path(path)
+
+
 def read_json(path: Path) -> Any:
     """Read a JSON file, naming the file when it is missing or malformed."""
     path = Path(path)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.files import atomic_path, read_json, write_json, write_text
+from edgecnn.files import read_json, save_png, write_json, write_text
 from edgecnn.runtime import count_macs, count_params, load_onnx
 
 BASELINE = "fp32"
@@ -132,8 +132,7 @@ def plot_pareto(rows: list[dict[str, Any]], batch: int, path: Path, title: str) 
     ax.set_title(title)
     ax.legend(loc="best")
     fig.tight_layout()
-    with atomic_path(path, force=True) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    save_png(fig, path)
     plt.close(fig)
     return path
 

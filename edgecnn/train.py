@@ -14,7 +14,7 @@ from torch import nn
 
 from edgecnn.data import Dataset, Split, load_dataset
 from edgecnn.errors import EdgecnnError
-from edgecnn.files import atomic_path, read_json, refuse_overwrite, write_json
+from edgecnn.files import atomic_path, read_json, refuse_overwrite, save_png, write_json
 from edgecnn.nets import build_net, count_params, resize_to_state_dict
 from recipes import Recipe, get_recipe
 
@@ -282,7 +282,6 @@ def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> Path
         ax.set_title(f"{title}: {name.lower()}")
         ax.legend(loc="best")
     fig.tight_layout()
-    with atomic_path(path, force=True) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    save_png(fig, path)
     plt.close(fig)
     return path
