@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import torch
 from torch import nn
 
 from edgecnn.errors import EdgecnnError
@@ -78,3 +80,128 @@ def digits_cnn(num_classes: int = 10) -> nn.Module:
         nn.Flatten(),
         nn.Linear(8 * 2 * 2, num_classes),
     )
+
+
+@register
+def mnist_dense(num_classes: int = 10) -> nn.Module:
+    """Seed 001: Flatten(28×28) → Dense 128 relu → Dense 10; 101,770 parameters."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(28 * 28, 128),
+        nn.ReLU(),
+        nn.Linear(128, num_classes),
+    )
+
+
+@register
+def mnist_cnn(num_classes: int = 10) -> nn.Module:
+    """Seed 001: conv 32 → pool → conv 64 (3×3 valid) → Dense 64 → Dense 10 on 28×28; 515,146 parameters."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3),  # 28 → 26
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 26 → 13
+        nn.Conv2d(32, 64, 3),  # 13 → 11
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(64 * 11 * 11, 64),  # 495,680 of the parameters sit here
+        nn.ReLU(),
+        nn.Linear(64, num_classes),
+    )
+
+
+@register
+def convnet(num_classes: int = 10) -> nn.Module:
+    """Seed 004: three 3×3 valid convs (32, 64, 64) with two 2×2 pools → Dense 64 → Dense 10; 93,322 parameters."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3),  # 28 → 26
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 26 → 13
+        nn.Conv2d(32, 64, 3),  # 13 → 11
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 11 → 5
+        nn.Conv2d(64, 64, 3),  # 5 → 3
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(64 * 3 * 3, 64),
+        nn.ReLU(),
+        nn.Linear(64, num_classes),
+    )
+
+
+@register
+def seq1d_cnn(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+    """Seed 002: Keras' 1D CNN (Conv1D 64,3 ×2 → MaxPool 3 → Conv1D 128,3 ×2 → global average → Dropout 0.5 → Dense)."""
+    return nn.Sequential(
+        nn.Conv1d(in_channels, 64, 3),  # 40 → 38
+        nn.ReLU(),
+        nn.Conv1d(64, 64, 3),  # 38 → 36
+        nn.ReLU(),
+        nn.MaxPool1d(3),  # 36 → 12
+        nn.Conv1d(64, 128, 3),  # 12 → 10
+        nn.ReLU(),
+        nn.Conv1d(128, 128, 3),  # 10 → 8
+        nn.ReLU(),
+        nn.AdaptiveAvgPool1d(1),  # GlobalAveragePooling1D
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Linear(128, num_classes),
+    )
+
+
+def summarize(net: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """Keras' model.summary() for a torch net: each leaf layer's output shape and parameters.
+
+    Shapes come from forward hooks on one zero sample of `input_shape` (channels first), so
+    each can be checked against O = 1 + (W − K + 2P)/S with the layer's kernel, stride, padding.
+    """
+    layers: list[dict[str, Any]] = []
+
+    def hook(name: str) -> Callable:
+        def record(module: nn.Module, _inputs, output) -> None:
+            tensor = output if isinstance(output, torch.Tensor) else next(t for t in output if isinstance(t, torch.Tensor))
+            layers.append({
+                "layer": name,
+                "type": type(module).__name__,
+                "output_shape": [None, *tensor.shape[1:]],
+                "params": sum(p.numel() for p in module.parameters(recurse=False)),
+                **_geometry(module),
+            })
+        return record
+
+    leaves = [(name, m) for name, m in net.named_modules() if not any(m.children())]
+    handles = [m.register_forward_hook(hook(name or type(m).__name__.lower())) for name, m in leaves]
+    was_training = net.training
+    try:
+        net.eval()
+        with torch.no_grad():
+            net(torch.zeros(1, *input_shape))
+    except RuntimeError as exc:
+        raise EdgecnnError(f"input shape {list(input_shape)} does not fit the net ({str(exc).splitlines()[0]})") from None
+    finally:
+        for handle in handles:
+            handle.remove()
+        net.train(was_training)
+    total = count_params(net)
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    return {
+        "input_shape": [None, *input_shape],
+        "layers": layers,
+        "total_params": total,
+        "trainable_params": trainable,
+        "non_trainable_params": total - trainable,
+    }
+
+
+def _geometry(module: nn.Module) -> dict[str, Any]:
+    """Kernel, stride and padding of a conv or pooling layer, one entry per spatial axis."""
+    if not hasattr(module, "kernel_size"):
+        return {}
+    dims = 1 if "1d" in type(module).__name__.lower() else 2 if "2d" in type(module).__name__.lower() else 3
+
+    def per_axis(value) -> list[int] | str:
+        if isinstance(value, str):
+            return value  # "same" / "valid"
+        return list(value) if isinstance(value, (tuple, list)) else [value] * dims
+
+    stride = module.stride if module.stride is not None else module.kernel_size
+    return {"kernel": per_axis(module.kernel_size), "stride": per_axis(stride), "padding": per_axis(module.padding)}
