@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all bench clean
+.PHONY: run test test-all bench clean arm-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,3 +27,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs
+
+# verify-arm's prerequisites (as root): QEMU user-mode emulation and mmdebstrap for the arm64 rootfs
+arm-deps:
+	apt-get install -y --no-install-recommends qemu-user-static mmdebstrap
