@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all bench clean arm-deps
+.PHONY: run test test-all bench clean arm-deps data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,8 @@ clean:
 # verify-arm's prerequisites (as root): QEMU user-mode emulation and mmdebstrap for the arm64 rootfs
 arm-deps:
 	apt-get install -y --no-install-recommends qemu-user-static mmdebstrap
+
+# Fashion-MNIST's four IDX files into /usr/share/datasets/fashion-mnist (Debian's package; needs root)
+data:
+	apt-get update -qq
+	apt-get install -y -qq dataset-fashion-mnist
