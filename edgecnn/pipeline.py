@@ -36,6 +36,7 @@ def run_pipeline(
     batches: list[int] = (1, 32),
     runs: int = 200,
     show_progress: bool = True,
+    dataset_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole pipeline for one recipe; returns the report."""
     run = Path(out or Path("runs") / recipe)
@@ -44,7 +45,7 @@ def run_pipeline(
     refuse_overwrite(run / "model.pt", force)
     if force and run.is_dir():
         clear_derived(run)
-    train(recipe, run, epochs=epochs, seed=seed, force=force, show_progress=show_progress)
+    train(recipe, run, epochs=epochs, seed=seed, force=force, show_progress=show_progress, dataset_options=dataset_options)
     fp32_models = [Path(export_run(run, force=True)["model"])]
     if prune_ratio is not None:
         from edgecnn.prune import prune_run

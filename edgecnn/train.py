@@ -69,7 +69,8 @@ def _optimizer(recipe: Recipe, net: nn.Module) -> torch.optim.Optimizer:
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     if recipe.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        # Keras' rho 0.9 and epsilon 1e-7, which every seed's 'rmsprop' means (torch defaults: 0.99, 1e-8)
+        return torch.optim.RMSprop(params, lr=recipe.lr, alpha=0.9, eps=1e-7, weight_decay=recipe.weight_decay)
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(params, lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay)
     raise EdgecnnError(f"optimizer {recipe.optimizer!r} is not supported (accepted: {', '.join(OPTIMIZERS)})")
@@ -159,8 +160,13 @@ def train(
     force: bool = False,
     dataset: Dataset | None = None,
     show_progress: bool = True,
+    dataset_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train a recipe into a run folder; returns the summary written to recipe.json."""
+    """Train a recipe into a run folder; returns the summary written to recipe.json.
+
+    `dataset_options` (e.g. data_dir, subset) extend the recipe's and are recorded with it, so
+    later steps reload the same data.
+    """
     recipe = get_recipe(recipe_name)
     if epochs is not None and epochs < 1:
         raise EdgecnnError(f"epochs must be at least 1, got {epochs}")
@@ -168,6 +174,7 @@ def train(
         recipe,
         epochs=recipe.epochs if epochs is None else epochs,
         seed=recipe.seed if seed is None else seed,
+        dataset_options={**recipe.dataset_options, **(dataset_options or {})},
     )
     out = Path(out or Path("runs") / recipe.name)
     checkpoint = out / "checkpoint.pt"
