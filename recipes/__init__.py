@@ -19,7 +19,7 @@ class Recipe:
     net: str
     dataset: str
     input_shape: tuple[int, ...]  # one sample, channels first
-    labels: list[str]
+    labels: list[str]  # empty: the dataset's class names (a recipe for any image folder)
     preprocess: dict[str, Any]  # written into the ONNX metadata for runtimes and the camera
     epochs: int
     batch_size: int
@@ -30,6 +30,8 @@ class Recipe:
     label_smoothing: float = 0.0
     shift_pixels: int = 0  # augmentation: shift a batch by up to this many pixels, zero fill
     shift_probability: float = 0.0  # share of batches shifted
+    augment: str = ""  # a batch augmentation from edgecnn.augment.AUGMENTS, applied to every training batch
+    pretrained: str = ""  # published weights the net starts from (edgecnn.nets.PRETRAINED); epochs=0 keeps them as they are
     ema_decay: float = 0.0  # keep an exponential moving average of the weights (0: off)
     seed: int = 0
     output: str = "logits"  # or "sigmoid" for a single-unit binary head
