@@ -81,8 +81,8 @@ def recipes(json_out: JsonFlag = False) -> None:
             "net": r.net,
             "dataset": r.dataset,
             "input_shape": list(r.input_shape),
-            "classes": len(r.labels),
-            "params": count_params(build_net(r.net, num_classes=1 if r.output == "sigmoid" else len(r.labels))),
+            "classes": len(r.labels) or "from data",  # a recipe for any image folder takes the folder's classes
+            "params": count_params(build_net(r.net, num_classes=1 if r.output == "sigmoid" else len(r.labels) or 2)),
             "reference": r.reference,
         }
         for r in list_recipes()
@@ -475,4 +475,50 @@ def data_fetch(
     console.print(
         f"MNIST in {result['dir']}: {len(result['fetched'])} downloaded, {len(result['verified'])} already there; "
         f"train with `edgecnn train convnet{use}`"
+    )
+
+
+@command
+def camera(
+    model: Annotated[Path, typer.Argument(help=".onnx file (its metadata gives labels and preprocessing).")],
+    source: Annotated[str, typer.Option(help="Webcam index, video file, image folder, stream URL or picamera.")] = "0",
+    headless: Annotated[bool, typer.Option("--headless", help="No window: one JSON line per frame on stdout.")] = False,
+    max_frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.")] = None,
+    record: Annotated[Optional[Path], typer.Option(help="Write the annotated video here (.mp4 or .avi).")] = None,
+    top_k: Annotated[int, typer.Option(help="Labels shown per frame.")] = 3,
+    resolution: Annotated[Optional[str], typer.Option(help="Capture size WIDTHxHEIGHT for a webcam or picamera.")] = None,
+    color: Annotated[Optional[str], typer.Option(help="Without metadata: gray or rgb.")] = None,
+    size: Annotated[Optional[str], typer.Option(help="Without metadata: model input HEIGHTxWIDTH.")] = None,
+    resize: Annotated[Optional[str], typer.Option(help="Without metadata: center_crop, stretch or digit.")] = None,
+    scale: Annotated[Optional[float], typer.Option(help="Without metadata: pixel multiplier, e.g. 0.00392 for 1/255.")] = None,
+    mean: Annotated[Optional[str], typer.Option(help="Without metadata: per-channel mean after scaling, comma-separated.")] = None,
+    std: Annotated[Optional[str], typer.Option(help="Without metadata: per-channel std after scaling, comma-separated.")] = None,
+    invert: Annotated[Optional[bool], typer.Option("--invert/--no-invert", help="Without metadata: dark ink on paper → bright on black.")] = None,
+    labels: Annotated[Optional[str], typer.Option(help="Without metadata: class names, a file (one per line) or comma-separated.")] = None,
+    provider: ProviderOpt = "cpu",
+    threads: Annotated[int, typer.Option(help="Intra-op threads (0: onnxruntime default).")] = 0,
+    force: ForceFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Classify a live camera, video, stream or image folder; a summary at the end (Ctrl-C stops)."""
+    from edgecnn.camera import parse_floats, parse_pair, read_labels, run_camera
+
+    overrides = {
+        "color": color, "resize": resize, "scale": scale, "invert": invert,
+        "size": parse_pair("size", size, "224x224") if size else None,
+        "mean": parse_floats("mean", mean) if mean else None,
+        "std": parse_floats("std", std) if std else None,
+    }
+    result = run_camera(
+        model, source, headless=headless, max_frames=max_frames, record=record, force=force, top_k=top_k,
+        provider=provider, threads=threads, resolution=parse_pair("resolution", resolution, "640x480") if resolution else None,
+        preprocess=overrides, labels=read_labels(labels) if labels else None, emit=lambda line: typer.echo(line),
+    )
+    if json_out:
+        return typer.echo(json.dumps({"summary": result}))
+    typer.echo(
+        f"{result['frames']} frames ({result['stopped']}), {result['mean_fps']:.1f} FPS, latency p50 "
+        f"{result['latency_p50_ms']:.2f} ms p99 {result['latency_p99_ms']:.2f} ms, {result['dropped']} dropped"
+        + (f"; recorded {result['record']}" if result["record"] else ""),
+        err=True,
     )

@@ -1,0 +1,424 @@
+"""Live classification: a frame source read in its own thread, the model's preprocessing, results.
+
+Runtime half: OpenCV, numpy and onnxruntime, never torch; this is what runs on a Raspberry Pi.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.files import refuse_overwrite
+from edgecnn.preprocess import prepare, resolve_preprocess
+from edgecnn.runtime import Session
+
+SOURCES_ACCEPTED = "a webcam index (0), a video file, an image folder, a stream URL or picamera"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+RECORD_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}  # both are in every OpenCV wheel's FFmpeg
+RECONNECTS = 3  # a live source that drops is reopened this many times before we give up
+RECONNECT_WAIT_S = 0.5  # before the n-th attempt wait n times this: a restarting camera gets ~3 s
+STREAM_TIMEOUT_MS = 5000  # a stream that sends nothing this long counts as dropped
+# no frame for this long ends the run, never a hang; longer than the sources' own timeouts:
+# (RECONNECTS + 1) attempts × (open + read timeout) + the waits between them
+STALL_S = (RECONNECTS + 1) * 2 * STREAM_TIMEOUT_MS / 1000 + RECONNECTS * (RECONNECTS + 1) / 2 * RECONNECT_WAIT_S + 10
+PICAMERA_HINT = (
+    "--source picamera needs picamera2: sudo apt install python3-picamera2, "
+    "in a venv created with --system-site-packages"
+)
+
+
+@dataclass
+class Source:
+    """Frames from one place; `read` returns a BGR frame, or None at the end of a file."""
+
+    name: str
+    live: bool  # live: frames arrive in real time and the newest wins; a file waits for the reader
+    read: Callable[[], np.ndarray | None]
+    close: Callable[[], None]
+    fps: float | None = None
+
+
+def open_source(spec: str, resolution: tuple[int, int] | None = None) -> Source:
+    """A webcam index, video file, image folder or single image, stream URL, or `picamera`."""
+    # one line of ours, not OpenCV's or FFmpeg's warnings (FFmpeg reads its level when first used)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    if spec == "picamera":
+        return _picamera(resolution or (640, 480))
+    if spec.isdigit():
+        return _capture(spec, lambda: cv2.VideoCapture(int(spec)), live=True, resolution=resolution)
+    if "://" in spec:
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+        return _capture(spec, lambda: cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params), live=True)
+    path = Path(spec)
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise EdgecnnError(f"image folder {path} holds no images (accepted: {', '.join(IMAGE_SUFFIXES)})")
+        return _images(str(path), images)
+    if path.is_file():
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return _images(str(path), [path])
+        return _capture(spec, lambda: cv2.VideoCapture(spec), live=False)
+    raise EdgecnnError(f"source {spec!r} is not an existing file or folder (accepted: {SOURCES_ACCEPTED})")
+
+
+def _capture(name: str, opener: Callable[[], Any], live: bool, resolution: tuple[int, int] | None = None) -> Source:
+    """An OpenCV VideoCapture; a live one is reopened up to RECONNECTS times when it drops."""
+
+    def open_() -> Any:
+        cap = opener()
+        if resolution and cap.isOpened():
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, resolution[0])
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, resolution[1])
+        return cap
+
+    cap = open_()
+    if not cap.isOpened():
+        if name.isdigit():
+            raise EdgecnnError(f"no camera at index {name} (try another index, or a file, folder, URL or picamera)")
+        if live:
+            raise EdgecnnError(f"cannot open stream {name}: no answer within {STREAM_TIMEOUT_MS // 1000} s, or not a format OpenCV's FFmpeg reads")
+        raise EdgecnnError(f"cannot open video file {name}: not a video OpenCV's FFmpeg reads")
+    state = {"cap": cap, "frames": 0}
+
+    def read() -> np.ndarray | None:
+        for attempt in range(RECONNECTS + 1 if live else 1):
+            if attempt:
+                state["cap"].release()
+                time.sleep(RECONNECT_WAIT_S * attempt)
+                state["cap"] = open_()
+            ok, frame = state["cap"].read()
+            if ok:
+                state["frames"] += 1
+                return frame
+        if not live and state["frames"]:
+            return None  # end of the video
+        if live:
+            raise EdgecnnError(f"{name} stopped sending frames and {RECONNECTS} reconnects failed")
+        raise EdgecnnError(f"video file {name} holds no readable frames")
+
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    return Source(name, live, read, lambda: state["cap"].release(), fps if 0 < fps < 1000 else None)
+
+
+def _images(name: str, paths: list[Path]) -> Source:
+    """Still images in name order, one frame each."""
+    queue = deque(paths)
+
+    def read() -> np.ndarray | None:
+        if not queue:
+            return None
+        path = queue.popleft()
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise EdgecnnError(f"cannot read image {path} (accepted: {', '.join(IMAGE_SUFFIXES)} that OpenCV decodes)")
+        return frame
+
+    return Source(name, False, read, queue.clear)
+
+
+def _picamera(resolution: tuple[int, int]) -> Source:
+    """The Raspberry Pi camera through picamera2 (libcamera); RGB888 arrays are BGR in memory, as OpenCV's."""
+    try:
+        from picamera2 import Picamera2
+    except ImportError:
+        raise EdgecnnError(PICAMERA_HINT) from None
+    try:
+        camera = Picamera2()
+        camera.configure(camera.create_video_configuration(main={"size": resolution, "format": "RGB888"}))
+        camera.start()
+    except Exception as exc:  # picamera2 raises IndexError or RuntimeError when libcamera finds no camera
+        raise EdgecnnError(f"no Raspberry Pi camera found by libcamera ({type(exc).__name__}: {exc}); check the ribbon cable") from None
+
+    def close() -> None:
+        camera.stop()
+        camera.close()
+
+    return Source("picamera", True, lambda: camera.capture_array("main"), close)
+
+
+class Grabber:
+    """Reads a source in its own thread; a live source keeps only the newest frame, a file waits.
+
+    Newest-frame-wins means a slow model skips frames instead of falling further behind; a file
+    has no real time, so every frame is classified.
+    """
+
+    def __init__(self, source: Source):
+        self.source = source
+        self.dropped = 0
+        self._slot: tuple[int, np.ndarray] | None = None
+        self._done = False
+        self._stop = False
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="edgecnn-capture", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        index = 0
+        try:
+            while not self._stop:
+                frame = self.source.read()
+                if frame is None:
+                    break
+                with self._cond:
+                    while not self.source.live and self._slot is not None and not self._stop:
+                        self._cond.wait()
+                    self.dropped += self._slot is not None
+                    self._slot = (index, frame)
+                    self._cond.notify_all()
+                index += 1
+        except BaseException as exc:  # handed to the reading thread, which raises it
+            self._error = exc
+        finally:
+            self.source.close()
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def next(self, stall_s: float = STALL_S) -> tuple[int, np.ndarray] | None:
+        """The next (source frame index, frame), or None at the end of the source."""
+        deadline = time.monotonic() + stall_s
+        with self._cond:
+            while self._slot is None and not self._done:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise EdgecnnError(f"no frame from {self.source.name} for {stall_s:.0f} s; giving up")
+                self._cond.wait(timeout=min(left, 0.5))
+            if self._slot is None:
+                if self._error is not None:
+                    raise self._error
+                return None
+            item, self._slot = self._slot, None
+            self._cond.notify_all()
+            return item
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout=2.0)  # a read stuck inside a driver is left to the daemon thread
+
+
+def probabilities(output: np.ndarray, kind: str) -> np.ndarray:
+    """Class probabilities from one sample's raw output: softmax of logits, or both sides of a sigmoid."""
+    v = np.asarray(output, np.float64).reshape(-1)
+    if v.size == 1:
+        p = v[0] if kind in ("sigmoid", "probabilities") else 1 / (1 + np.exp(-v[0]))
+        return np.array([1 - p, p])
+    if kind == "probabilities":
+        return v
+    e = np.exp(v - v.max())
+    return e / e.sum()
+
+
+@dataclass
+class _Stats:
+    start: float | None = None  # when the first frame was taken: opening the source is not counted
+    latencies_ms: list[float] = field(default_factory=list)
+    recent: deque = field(default_factory=lambda: deque(maxlen=30))
+
+    def add(self, started: float, latency_ms: float) -> float:
+        """Record one frame; returns the FPS over the last 30 frames."""
+        self.start = self.start or started
+        self.latencies_ms.append(latency_ms)
+        self.recent.append(time.perf_counter())
+        span = self.recent[-1] - self.recent[0]
+        return (len(self.recent) - 1) / span if span > 0 else 0.0
+
+
+def draw_overlay(frame: np.ndarray, top: list[dict[str, Any]], fps: float, latency_ms: float) -> np.ndarray:
+    """Top-k labels with probabilities, FPS and latency on a dark box in the frame's corner."""
+    lines = [f"{t['label']}  {100 * t['p']:.1f}%" for t in top] + [f"{fps:.1f} FPS  {latency_ms:.1f} ms"]
+    scale = max(0.5, frame.shape[0] / 720)
+    step = int(30 * scale)
+    h, w = step * len(lines) + step // 2, int(320 * scale)
+    corner = frame[:h, :w]
+    corner[:] = (corner * 0.4).astype(frame.dtype)
+    for i, text in enumerate(lines):
+        color = (80, 255, 80) if i == 0 else (255, 255, 255)
+        cv2.putText(frame, text, (10, step * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, color, 2, cv2.LINE_AA)
+    return frame
+
+
+class _Recorder:
+    """Annotated frames to a video written under a temporary name, renamed into place at the end."""
+
+    def __init__(self, path: Path, force: bool):
+        self.path = Path(path)
+        if self.path.suffix.lower() not in RECORD_CODECS:
+            raise EdgecnnError(f"--record {path}: accepted video types are {', '.join(RECORD_CODECS)}")
+        refuse_overwrite(self.path, force)
+        self.tmp: Path | None = None
+        self.writer: Any = None
+
+    def write(self, frame: np.ndarray, fps: float) -> None:
+        if self.writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.path.suffix, dir=self.path.parent)
+            os.close(fd)
+            self.tmp = Path(tmp)
+            fourcc = cv2.VideoWriter.fourcc(*RECORD_CODECS[self.path.suffix.lower()])
+            self.writer = cv2.VideoWriter(tmp, fourcc, fps, (frame.shape[1], frame.shape[0]))
+            if not self.writer.isOpened():
+                raise EdgecnnError(f"OpenCV cannot write video {self.path}")
+        self.writer.write(frame)
+
+    def close(self, keep: bool) -> bool:
+        """Release the writer; rename the video into place if `keep`. True when a video was kept."""
+        if self.writer is None:
+            return False
+        self.writer.release()
+        if keep:
+            os.replace(self.tmp, self.path)
+        self.tmp.unlink(missing_ok=True)
+        return keep
+
+
+def _open_window(title: str) -> None:
+    try:
+        cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+    except cv2.error:
+        raise EdgecnnError(
+            "window mode needs OpenCV with GUI support and a display (pip install opencv-python instead of "
+            "opencv-python-headless); use --headless for one JSON line per frame"
+        ) from None
+
+
+def run_camera(
+    model: Path,
+    source: str = "0",
+    *,
+    headless: bool = False,
+    max_frames: int | None = None,
+    record: Path | None = None,
+    force: bool = False,
+    top_k: int = 3,
+    provider: str = "cpu",
+    threads: int | None = None,
+    resolution: tuple[int, int] | None = None,
+    preprocess: dict[str, Any] | None = None,
+    labels: list[str] | None = None,
+    emit: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Classify frames until the source ends, `max_frames`, Ctrl-C, SIGTERM or q; returns a summary.
+
+    Headless: one JSON line per frame through `emit`. Otherwise a window with the overlay.
+    `preprocess` fields and `labels` replace the model's metadata (for models without it).
+    """
+    if max_frames is not None and max_frames < 1:
+        raise EdgecnnError(f"--max-frames must be a positive count, got {max_frames}")
+    if top_k < 1:
+        raise EdgecnnError(f"--top-k must be at least 1, got {top_k}")
+    session = Session(model, provider=provider, threads=threads)
+    spec = resolve_preprocess(session.meta.preprocess, session.input_shape, preprocess or {})
+    names = labels or session.meta.labels
+    title = f"edgecnn {Path(model).name}"
+    recorder = _Recorder(record, force) if record else None
+    if not headless:
+        _open_window(title)
+    src = open_source(source, resolution)
+    grabber = Grabber(src)
+    stats = _Stats()
+    stopped, ok, recorded = "end of source", False, False
+    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    if previous is not None:
+        signal.signal(signal.SIGTERM, _raise_interrupt)  # systemd stops a service with SIGTERM
+    try:
+        while max_frames is None or len(stats.latencies_ms) < max_frames:
+            item = grabber.next()
+            if item is None:
+                break
+            index, frame = item
+            t0 = time.perf_counter()
+            probs = probabilities(session.run(prepare(frame, spec))[0], session.meta.output)
+            latency_ms = (time.perf_counter() - t0) * 1e3
+            order = np.argsort(-probs)[:top_k]
+            top = [{"label": names[i] if names and i < len(names) else str(i), "index": int(i), "p": round(float(probs[i]), 4)} for i in order]
+            fps = stats.add(t0, latency_ms)
+            if headless:
+                emit(json.dumps({"frame": index, "label": top[0]["label"], "p": top[0]["p"], "top": top,
+                                 "latency_ms": round(latency_ms, 3), "fps": round(fps, 1)}))
+            if recorder or not headless:
+                draw_overlay(frame, top, fps, latency_ms)
+            if recorder:
+                recorder.write(frame, src.fps or 30.0)
+            if not headless:
+                cv2.imshow(title, frame)
+                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                    stopped = "window closed"
+                    break
+        else:
+            stopped = "max frames"
+        ok = True
+    except KeyboardInterrupt:
+        stopped, ok = "interrupted", True
+    finally:
+        grabber.stop()
+        if recorder:
+            recorded = recorder.close(keep=ok)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if not headless:
+            cv2.destroyAllWindows()
+    return _summary(model, source, stats, grabber.dropped, stopped, record if recorded else None)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _summary(model: Path, source: str, stats: _Stats, dropped: int, stopped: str, record: Path | None) -> dict[str, Any]:
+    seconds = time.perf_counter() - stats.start if stats.start else 0.0
+    lat = np.asarray(stats.latencies_ms or [np.nan])
+    return {
+        "model": str(model),
+        "source": source,
+        "frames": len(stats.latencies_ms),
+        "dropped": dropped,
+        "seconds": round(seconds, 3),
+        "mean_fps": round(len(stats.latencies_ms) / seconds, 2) if seconds > 0 else 0.0,
+        "latency_p50_ms": float(np.percentile(lat, 50)),
+        "latency_p99_ms": float(np.percentile(lat, 99)),
+        "stopped": stopped,
+        "record": str(record) if record else None,
+    }
+
+
+def parse_pair(name: str, text: str, example: str) -> tuple[int, int]:
+    """'640x480' → (640, 480), refusing anything but two positive integers."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise EdgecnnError(f"--{name} {text!r} must be two positive integers joined by x, e.g. {example}")
+    return int(parts[0]), int(parts[1])
+
+
+def parse_floats(name: str, text: str) -> tuple[float, ...]:
+    """'0.485,0.456,0.406' → a tuple of floats."""
+    try:
+        return tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise EdgecnnError(f"--{name} {text!r} must be numbers separated by commas, e.g. 0.485,0.456,0.406") from None
+
+
+def read_labels(text: str) -> list[str]:
+    """Class names from a file (one per line) or a comma-separated list."""
+    path = Path(text)
+    if path.is_file():
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [p.strip() for p in text.split(",")]
