@@ -137,6 +137,11 @@ def _picamera(resolution: tuple[int, int]) -> Source:
         from picamera2 import Picamera2
     except ImportError:
         raise EdgecnnError(PICAMERA_HINT) from None
+    except ValueError as exc:  # "numpy.dtype size changed": apt's simplejpeg meets pip's numpy 2
+        raise EdgecnnError(
+            f"picamera2 does not import ({exc}); apt's simplejpeg is built for Debian's numpy: "
+            "pip install --force-reinstall --no-deps simplejpeg in this venv"
+        ) from None
     try:
         camera = Picamera2()
         camera.configure(camera.create_video_configuration(main={"size": resolution, "format": "RGB888"}))

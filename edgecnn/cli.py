@@ -522,3 +522,20 @@ def camera(
         + (f"; recorded {result['record']}" if result["record"] else ""),
         err=True,
     )
+
+
+@command
+def pack(
+    model: Annotated[Path, typer.Argument(help=".onnx file to ship.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to create.")] = Path("bundle"),
+    force: ForceFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """A folder for a Raspberry Pi: the model, the pinned runtime half (no torch), README, install and run scripts."""
+    from edgecnn.pack import pack_model
+
+    result = pack_model(model, out, force=force)
+    if json_out:
+        return show_json(result)
+    console.print(f"{result['bundle']}: {', '.join(result['files'])}")
+    console.print(f"on the Pi: cd {Path(result['bundle']).name} && ./install.sh && ./run.sh --source picamera")

@@ -1,0 +1,115 @@
+"""edgecnn pack: the bundle's contents, its pins, the wheel of edgecnn, overwrite rules, a real install."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from digit_video import write_digit_video
+from typer.testing import CliRunner
+
+from edgecnn import __version__
+from edgecnn.cli import app
+
+WHEEL = f"wheels/edgecnn-{__version__}-py3-none-any.whl"
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def bundle(digits_run, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pack") / "bundle"
+    result = invoke("pack", digits_run / "model.int8.onnx", "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_bundle_holds_the_model_pinned_runtime_readme_and_scripts(bundle, digits_run):
+    files = sorted(str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file())
+    assert files == ["README.md", "install.sh", "model.int8.onnx", "requirements.txt", "run.sh", WHEEL]
+    assert (bundle / "model.int8.onnx").read_bytes() == (digits_run / "model.int8.onnx").read_bytes()
+    assert all(os.access(bundle / s, os.X_OK) for s in ("install.sh", "run.sh"))
+    assert oct(bundle.stat().st_mode & 0o777) == "0o755"
+    lines = [line for line in (bundle / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
+    assert f"onnxruntime=={ort.__version__}" in lines and f"numpy=={np.__version__}" in lines
+    assert any(line.startswith("opencv-python-headless==") for line in lines) and lines[-1] == f"./{WHEEL}"
+    names = {line.split("==")[0].lower() for line in lines[:-1]}
+    assert not names & {"torch", "scikit-learn", "matplotlib", "torch-pruning"}
+    assert all("==" in line for line in lines[:-1])
+    readme = (bundle / "README.md").read_text()
+    for needed in ("64-bit", "--system-site-packages", "./install.sh", "--source picamera", "--headless", "[Service]", "systemctl"):
+        assert needed in readme, needed
+    assert 'camera "$here/model.int8.onnx"' in (bundle / "run.sh").read_text()
+
+
+def test_the_wheel_is_edgecnn_without_extras(bundle):
+    with zipfile.ZipFile(bundle / WHEEL) as whl:
+        names = set(whl.namelist())
+        assert {"edgecnn/camera.py", "edgecnn/cli.py", "edgecnn/runtime.py"} <= names
+        assert not any(n.startswith("recipes/") or "__pycache__" in n for n in names)
+        meta = whl.read(f"edgecnn-{__version__}.dist-info/METADATA").decode()
+        assert "Requires-Dist: onnxruntime" in meta and "torch" not in meta and "extra" not in meta
+        assert "edgecnn = edgecnn.cli:app" in whl.read(f"edgecnn-{__version__}.dist-info/entry_points.txt").decode()
+        for row in whl.read(f"edgecnn-{__version__}.dist-info/RECORD").decode().splitlines():
+            name, digest, size = row.split(",")
+            if digest:
+                data = whl.read(name)
+                assert digest == "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                assert int(size) == len(data)
+
+
+def test_existing_bundle_is_kept_without_force(bundle, digits_run):
+    result = invoke("pack", digits_run / "model.fp32.onnx", "-o", bundle)
+    assert result.exit_code == 2 and "exists; pass --force" in result.output
+    assert (bundle / "model.int8.onnx").is_file()
+    result = invoke("pack", digits_run / "model.fp32.onnx", "-o", bundle / ".." / "other", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.output)["model"] == "model.fp32.onnx"
+    assert sorted(p.name for p in bundle.parent.iterdir()) == ["bundle", "other"]  # no temporary folders left
+
+
+def test_force_replaces_the_whole_bundle(digits_run, tmp_path):
+    out = tmp_path / "b"
+    assert invoke("pack", digits_run / "model.int8.onnx", "-o", out).exit_code == 0
+    assert invoke("pack", digits_run / "model.fp32.onnx", "-o", out, "--force").exit_code == 0
+    assert (out / "model.fp32.onnx").is_file() and not (out / "model.int8.onnx").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_bad_model_leaves_nothing(tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not onnx")
+    for model, message in ((tmp_path / "none.onnx", "not found"), (junk, "is not an ONNX model")):
+        result = invoke("pack", model, "-o", tmp_path / "b")
+        assert result.exit_code == 2 and message in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.onnx"]
+
+
+@pytest.mark.slow
+def test_bundle_installs_torch_free_and_classifies_a_video(bundle, tmp_path):
+    """install.sh into a fresh venv (pip may use its caches), then run.sh on a generated video."""
+    env = {**os.environ, "EDGECNN_VENV": str(tmp_path / "venv")}
+    env.pop("VIRTUAL_ENV", None)
+    done = subprocess.run([bundle / "install.sh"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    python = tmp_path / "venv" / "bin" / "python"
+    probe = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
+    assert "No module named 'torch'" in probe.stderr
+    video = tmp_path / "clip.mp4"
+    truth = write_digit_video(video, frames=40)
+    run = subprocess.run([bundle / "run.sh", "--source", video, "--headless", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    frames = [line for line in lines if "frame" in line]
+    assert len(frames) == 40 and lines[-1]["summary"]["frames"] == 40
+    assert np.mean([f["label"] == str(truth[f["frame"]]) for f in frames]) >= 0.8
