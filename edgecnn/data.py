@@ -370,3 +370,28 @@ def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, s
     arrays = [data["x"].astype(np.float32)[:, None], data["y"].astype(np.int64),
               data["x_test"].astype(np.float32)[:, None], data["y_test"].astype(np.int64)]
     return (*arrays, importlib.metadata.version("mnist1d"))
+
+
+# --- Image folders and ImageNet-labelled photos: edgecnn/images.py (OpenCV, imported when used) ---
+
+
+@register
+def load_image_folder(
+    data_dir: str | None = None,
+    preprocess: dict[str, Any] | None = None,
+    classes: list[str] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> Dataset:
+    """Class folders of images (ROOT/<class>/*.jpg or Kaggle's train/ + validation/), read per the recipe's preprocess."""
+    from edgecnn.images import load_image_folder as load
+
+    return load(data_dir, preprocess, classes, val_fraction, seed)
+
+
+@register
+def load_imagenet(data_dir: str | None = None, preprocess: dict[str, Any] | None = None) -> Dataset:
+    """ImageNet-labelled photos: scikit-learn's two sample photos, or class folders named by ImageNet class."""
+    from edgecnn.images import load_imagenet as load
+
+    return load(data_dir, preprocess)
