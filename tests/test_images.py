@@ -114,3 +114,23 @@ def test_imagenet_folder_maps_class_names_to_imagenet_indices(tmp_path):
     cv2.imwrite(str(tmp_path / "inet" / "kitten" / "a.png"), photo("cats", 0))
     with pytest.raises(EdgecnnError, match="kitten .* no ImageNet class names"):
         load_dataset("imagenet", data_dir=str(tmp_path / "inet"), preprocess=PRE)
+
+
+def test_image_datasets_need_neither_torch_nor_sklearn(tmp_path):
+    """eval on a Pi reloads a run's image folder: the runtime half reads it alone."""
+    import subprocess
+    import sys
+
+    root = write_image_folder(tmp_path / "pets", {"cats": 2, "dogs": 2})
+    code = f"""
+import sys
+for name in ("torch", "matplotlib"):
+    sys.modules[name] = None  # importing either now raises ImportError
+from edgecnn.data import load_dataset
+pre = {PRE!r}
+print(len(load_dataset("image_folder", data_dir={str(root)!r}, preprocess=pre).train))
+print(len(load_dataset("imagenet", preprocess={{**pre, "resize": "center_crop"}}).train))
+print("sklearn" in sys.modules)  # the sample photos are read from its folder, without importing it
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["2", "16", "False"]
