@@ -539,3 +539,34 @@ def pack(
         return show_json(result)
     console.print(f"{result['bundle']}: {', '.join(result['files'])}")
     console.print(f"on the Pi: cd {Path(result['bundle']).name} && ./install.sh && ./run.sh --source picamera")
+
+
+@command
+def verify_arm(
+    model: Annotated[Path, typer.Argument(help=".onnx file.")],
+    cpu: Annotated[str, typer.Option(help="pi4 (Cortex-A72) or pi5 (Cortex-A76).")] = "pi4",
+    data: Annotated[Optional[Path], typer.Option(help="Run folder or .npz (default: the model's run, else random inputs).")] = None,
+    samples: Annotated[int, typer.Option(help="Samples compared (emulation is ~300× slower than a Pi).")] = 200,
+    setup: Annotated[bool, typer.Option("--setup", help="Build the cached arm64 rootfs and aarch64 wheels if missing (downloads, logged).")] = False,
+    cache: Annotated[Optional[Path], typer.Option(help="Cache folder (default: ~/.cache/edgecnn/arm).")] = None,
+    mirror: Annotated[Optional[str], typer.Option(help="Debian mirror for --setup (default: the one apt uses).")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Outputs on aarch64 onnxruntime under QEMU vs this host: fp32 max |Δ| ≤ 1e-4, int8 bit-exact, same top-1."""
+    from edgecnn.arm import verify_arm as verify
+
+    result = verify(model, cpu=cpu, data=data, samples=samples, setup=setup, cache=cache, mirror=mirror,
+                    log=lambda line: typer.echo(line, err=True))
+    if json_out:
+        show_json(result)
+    else:
+        arm = result["arm"]
+        console.print(
+            f"{result['model']} ({result['kind']}) on {arm['cpu']} emulated ({result['qemu_cpu']}, onnxruntime "
+            f"{arm['onnxruntime']} {arm['machine']}) vs {result['host']['machine']} host, {result['samples']} samples: "
+            f"max |Δ| {result['max_abs_diff']:.2e}, bit-exact {'yes' if result['bit_exact'] else 'no'}, "
+            f"top-1 agreement {100 * result['top1_agreement']:.1f}% → {'PASS' if result['passed'] else 'FAIL'} ({result['criterion']})",
+            highlight=False,
+        )
+    if not result["passed"]:
+        raise typer.Exit(1)

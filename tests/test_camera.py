@@ -42,7 +42,7 @@ def summary_of(output: str) -> dict:
 
 def test_runtime_modules_do_not_import_torch():
     code = (
-        "import sys; import edgecnn.camera, edgecnn.preprocess;"
+        "import sys; import edgecnn.camera, edgecnn.preprocess, edgecnn.pack, edgecnn.arm;"
         "print(sorted(m for m in ('torch', 'sklearn', 'matplotlib') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
