@@ -84,7 +84,7 @@ def _image_files(folder: Path) -> list[Path]:
 def read_class_folders(folder: Path, classes: list[str], spec: Preprocess) -> tuple[Split, list[Path]]:
     """All images under folder/<class> as samples; returns the split and the unreadable files skipped."""
     files = [(path, label) for label, name in enumerate(classes) for path in _image_files(folder / name)]
-    samples, labels, unreadable = [], [], []
+    x, labels, unreadable = None, [], []
     per_class = np.zeros(len(classes), np.int64)
     with Progress(
         TextColumn(f"read {folder}"), BarColumn(), MofNCompleteColumn(), transient=True, console=Console(stderr=True)
@@ -94,7 +94,10 @@ def read_class_folders(folder: Path, classes: list[str], spec: Preprocess) -> tu
             if image is None or image.size == 0:
                 unreadable.append(path)
                 continue
-            samples.append(prepare(image, spec)[0])
+            sample = prepare(image, spec)[0]
+            if x is None:  # filled in place: a list of samples stacked at the end would need twice the memory
+                x = np.empty((len(files), *sample.shape), np.float32)
+            x[len(labels)] = sample
             labels.append(label)
             per_class[label] += 1
     for name, count in zip(classes, per_class):
@@ -104,8 +107,7 @@ def read_class_folders(folder: Path, classes: list[str], spec: Preprocess) -> tu
                 f"class folder {folder / name} holds no readable images"
                 + (f" ({bad} unreadable)" if bad else f" (accepted: {', '.join(IMAGE_SUFFIXES)})")
             )
-    x = np.stack(samples).astype(np.float32, copy=False)
-    return Split(x, np.asarray(labels, np.int64)), unreadable
+    return Split(x[: len(labels)], np.asarray(labels, np.int64)), unreadable
 
 
 def carve(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
