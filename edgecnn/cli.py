@@ -61,6 +61,9 @@ def command(fn):
     return app.command(name=fn.__name__.rstrip("_").replace("_", "-"))(_one_line_errors(fn))
 
 
+MAX_TABLE_CLASSES = 20  # past this a confusion matrix no longer fits a terminal
+
+
 def show_json(result: Any) -> None:
     typer.echo(json.dumps(result, indent=2, default=str))
 
@@ -89,9 +92,9 @@ def recipes(json_out: JsonFlag = False) -> None:
     ]
     if json_out:
         return show_json(rows)
-    table = Table("recipe", "net", "dataset", "input", "classes", "params", "seed document reached")
+    table = Table("recipe", "net", "dataset", "input", "classes", "params", caption="--json adds what each seed document reached")
     for r in rows:
-        table.add_row(r["recipe"], r["net"], r["dataset"], "×".join(map(str, r["input_shape"])), str(r["classes"]), f"{r['params']:,}", r["reference"])
+        table.add_row(r["recipe"], r["net"], r["dataset"], "×".join(map(str, r["input_shape"])), str(r["classes"]), f"{r['params']:,}")
     console.print(table)
 
 
@@ -250,15 +253,19 @@ def eval_(
         write_json(out, result, force=force)
     if json_out:
         return show_json(result)
-    labels = result["labels"]
-    confusion = Table("true \\ predicted", *labels, title=f"{result['variant']} on {result['data']}")
-    for label, row in zip(labels, result["confusion"]):
-        confusion.add_row(label, *map(str, row))
+    labels, pc = result["labels"], result["per_class"]
+    if len(labels) <= MAX_TABLE_CLASSES:
+        confusion = Table("true \\ predicted", *labels, title=f"{result['variant']} on {result['data']}")
+        for label, row in zip(labels, result["confusion"]):
+            confusion.add_row(label, *map(str, row))
+        console.print(confusion)
+    else:
+        console.print(f"{len(labels)} classes: the confusion matrix is in --json / --out; classes present in the data:")
     scores = Table("class", "precision", "recall", "F1", "support")
-    pc = result["per_class"]
     for i, label in enumerate(labels):
-        scores.add_row(label, f"{pc['precision'][i]:.3f}", f"{pc['recall'][i]:.3f}", f"{pc['f1'][i]:.3f}", str(pc["support"][i]))
-    console.print(confusion, scores)
+        if len(labels) <= MAX_TABLE_CLASSES or pc["support"][i]:
+            scores.add_row(label, f"{pc['precision'][i]:.3f}", f"{pc['recall'][i]:.3f}", f"{pc['f1'][i]:.3f}", str(pc["support"][i]))
+    console.print(scores)
     console.print(f"accuracy {100 * result['accuracy']:.2f}% on {result['samples']} samples")
 
 
