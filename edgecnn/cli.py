@@ -336,7 +336,7 @@ def prune(
     run: Annotated[Path, typer.Argument(help="Run folder with model.pt.")],
     method: Annotated[str, typer.Option(help="structured (channels; smaller and faster) or magnitude (zeros; compresses only).")] = "structured",
     ratio: Annotated[float, typer.Option(help="Share of channels (structured) or weights (magnitude) removed.")] = 0.5,
-    finetune_epochs: Annotated[Optional[int], typer.Option(help="Fine-tuning epochs (default: half the recipe's).")] = None,
+    finetune_epochs: Annotated[Optional[int], typer.Option(help="Fine-tuning epochs (default: the recipe's).")] = None,
     round_to: Annotated[Optional[int], typer.Option(help="Structured: keep channel counts multiples of this (default: 16, which x86 NCHWc kernels want, or less for thin layers).")] = None,
     runs: Annotated[int, typer.Option(help="Timed runs per model and batch, interleaved.")] = 100,
     force: ForceFlag = False,

@@ -108,7 +108,7 @@ def prune_run(
     if not baseline.is_file():
         export_run(run)
     data = load_run_dataset(run)
-    epochs = max(1, recipe.epochs // 2) if finetune_epochs is None else finetune_epochs
+    epochs = recipe.epochs if finetune_epochs is None else finetune_epochs
 
     channels_before = [m.weight.shape[0] for m in _prunable(net)]
     if method == "structured":
