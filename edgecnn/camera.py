@@ -40,6 +40,16 @@ PICAMERA_HINT = (
 )
 
 
+@dataclass(frozen=True)
+class Frame:
+    """A frame as read (BGR), its index in the source, and its model input with the time it took."""
+
+    index: int
+    image: np.ndarray
+    input: Any
+    prepare_ms: float
+
+
 @dataclass
 class Source:
     """Frames from one place; `read` returns a BGR frame, or None at the end of a file."""
@@ -157,16 +167,18 @@ def _picamera(resolution: tuple[int, int]) -> Source:
 
 
 class Grabber:
-    """Reads a source in its own thread; a live source keeps only the newest frame, a file waits.
+    """Reads and preprocesses a source in its own thread; a live source keeps only the newest frame.
 
     Newest-frame-wins means a slow model skips frames instead of falling further behind; a file
-    has no real time, so every frame is classified.
+    has no real time, so it waits and every frame is classified. Preprocessing here overlaps
+    with the previous frame's inference (OpenCV, numpy and onnxruntime release the GIL).
     """
 
-    def __init__(self, source: Source):
+    def __init__(self, source: Source, transform: Callable[[np.ndarray], Any] = lambda frame: None):
         self.source = source
+        self.transform = transform
         self.dropped = 0
-        self._slot: tuple[int, np.ndarray] | None = None
+        self._slot: Frame | None = None
         self._done = False
         self._stop = False
         self._error: BaseException | None = None
@@ -181,11 +193,13 @@ class Grabber:
                 frame = self.source.read()
                 if frame is None:
                     break
+                t0 = time.perf_counter()
+                item = Frame(index, frame, self.transform(frame), (time.perf_counter() - t0) * 1e3)
                 with self._cond:
                     while not self.source.live and self._slot is not None and not self._stop:
                         self._cond.wait()
                     self.dropped += self._slot is not None
-                    self._slot = (index, frame)
+                    self._slot = item
                     self._cond.notify_all()
                 index += 1
         except BaseException as exc:  # handed to the reading thread, which raises it
@@ -196,8 +210,8 @@ class Grabber:
                 self._done = True
                 self._cond.notify_all()
 
-    def next(self, stall_s: float = STALL_S) -> tuple[int, np.ndarray] | None:
-        """The next (source frame index, frame), or None at the end of the source."""
+    def next(self, stall_s: float = STALL_S) -> Frame | None:
+        """The next frame, or None at the end of the source."""
         deadline = time.monotonic() + stall_s
         with self._cond:
             while self._slot is None and not self._done:
@@ -330,7 +344,7 @@ def run_camera(
         raise EdgecnnError(f"--max-frames must be a positive count, got {max_frames}")
     if top_k < 1:
         raise EdgecnnError(f"--top-k must be at least 1, got {top_k}")
-    session = Session(model, provider=provider, threads=threads)
+    session = Session(model, provider=provider, threads=threads, spinning=False)  # the capture thread needs a core too
     spec = resolve_preprocess(session.meta.preprocess, session.input_shape, preprocess or {})
     names = labels or session.meta.labels
     title = f"edgecnn {Path(model).name}"
@@ -338,7 +352,7 @@ def run_camera(
     if not headless:
         _open_window(title)
     src = open_source(source, resolution)
-    grabber = Grabber(src)
+    grabber = Grabber(src, lambda frame: prepare(frame, spec))
     stats = _Stats()
     stopped, ok, recorded = "end of source", False, False
     previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
@@ -349,23 +363,23 @@ def run_camera(
             item = grabber.next()
             if item is None:
                 break
-            index, frame = item
             t0 = time.perf_counter()
-            probs = probabilities(session.run(prepare(frame, spec))[0], session.meta.output)
-            latency_ms = (time.perf_counter() - t0) * 1e3
+            probs = probabilities(session.run(item.input)[0], session.meta.output)
+            latency_ms = item.prepare_ms + (time.perf_counter() - t0) * 1e3  # preprocessing + inference
             order = np.argsort(-probs)[:top_k]
             top = [{"label": names[i] if names and i < len(names) else str(i), "index": int(i), "p": round(float(probs[i]), 4)} for i in order]
             fps = stats.add(t0, latency_ms)
             if headless:
-                emit(json.dumps({"frame": index, "label": top[0]["label"], "p": top[0]["p"], "top": top,
+                emit(json.dumps({"frame": item.index, "label": top[0]["label"], "p": top[0]["p"], "top": top,
                                  "latency_ms": round(latency_ms, 3), "fps": round(fps, 1)}))
             if recorder or not headless:
-                draw_overlay(frame, top, fps, latency_ms)
+                draw_overlay(item.image, top, fps, latency_ms)
             if recorder:
-                recorder.write(frame, src.fps or 30.0)
+                recorder.write(item.image, src.fps or 30.0)
             if not headless:
-                cv2.imshow(title, frame)
-                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                cv2.imshow(title, item.image)
+                key = cv2.waitKey(1) & 0xFF
+                if key in (ord("q"), 27) or cv2.getWindowProperty(title, cv2.WND_PROP_VISIBLE) < 1:  # q, Esc or the close button
                     stopped = "window closed"
                     break
         else:

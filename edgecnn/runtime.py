@@ -120,8 +120,12 @@ def model_meta(path: Path) -> ModelMeta:
     return ModelMeta.from_props(read_metadata(load_onnx(path)))
 
 
-def session_options(threads: int | None) -> ort.SessionOptions:
-    """Session options with full graph optimization and a fixed intra-op thread count."""
+def session_options(threads: int | None, spinning: bool = True) -> ort.SessionOptions:
+    """Session options with full graph optimization and a fixed intra-op thread count.
+
+    `spinning=False` lets idle intra-op threads sleep, for a loop whose other threads (a camera's
+    capture) need the cores between runs.
+    """
     if threads is not None and threads < 0:
         raise EdgecnnError(f"threads must be 0 (onnxruntime default) or a positive count, got {threads}")
     opts = ort.SessionOptions()
@@ -129,19 +133,21 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     opts.intra_op_num_threads = threads or 0
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 
 class Session:
     """An ONNX Runtime session on one model with its metadata, input spec and output kind."""
 
-    def __init__(self, path: Path, provider: str = "cpu", threads: int | None = 1):
+    def __init__(self, path: Path, provider: str = "cpu", threads: int | None = 1, spinning: bool = True):
         self.path = Path(path)
         model = load_onnx(self.path)
         self.meta = ModelMeta.from_props(read_metadata(model))
         self.provider = resolve_provider(provider)
         disabled = list(self.meta.session_options.get("disabled_optimizers", []))
-        opts = session_options(threads)
+        opts = session_options(threads, spinning)
         try:
             self.session = ort.InferenceSession(
                 model.SerializeToString(),

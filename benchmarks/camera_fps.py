@@ -1,0 +1,113 @@
+"""Camera loop FPS on a generated 640×480 video vs pure inference FPS of the same model (target ≥ 0.9).
+
+The loop is `edgecnn camera --headless` as a Pi runs it: decoding and preprocessing in the
+capture thread, inference and one JSON line per frame (to a null sink) in the main one. Pure
+inference runs the same session on one preprocessed frame. Preprocessing is timed alone too: the
+loop runs at the pace of its slower stage, so a model much faster than its preprocessing (digits)
+reads as what it is. Writes benchmarks/results/camera_fps.json.
+
+    .venv/bin/python benchmarks/camera_fps.py [--frames 300] [--digits RUN] [--lite0 RUN] [--threads 0] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgecnn.bench import machine_info
+from edgecnn.camera import run_camera
+from edgecnn.files import write_json
+from edgecnn.preprocess import prepare, resolve_preprocess
+from edgecnn.runtime import Session
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from digit_video import write_digit_video  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+TARGET = 0.9
+
+
+def per_second(fn, n: int) -> float:
+    """Calls per second of `fn` over `n` calls after 10 untimed ones."""
+    for _ in range(10):
+        fn()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return n / (time.perf_counter() - t0)
+
+
+def measure(model: Path, video: Path, frames: int, threads: int, rounds: int) -> dict:
+    """Inference alone and the camera loop, alternated `rounds` times (medians: other load comes and goes)."""
+    session = Session(model, threads=threads, spinning=False)  # as the camera loop runs it
+    spec = resolve_preprocess(session.meta.preprocess, session.input_shape, {})
+    ok, frame = cv2.VideoCapture(str(video)).read()
+    assert ok, f"cannot read {video}"
+    x = prepare(frame, spec)
+    preprocess_fps = per_second(lambda: prepare(frame, spec), min(frames, 200))
+    run_camera(model, str(video), headless=True, threads=threads, max_frames=20, emit=lambda line: None)  # warm-up
+    inference, loops = [], []
+    for _ in range(rounds):
+        inference.append(per_second(lambda: session.run(x), frames))
+        loops.append(run_camera(model, str(video), headless=True, threads=threads, emit=lambda line: None))
+    inference_fps = float(np.median(inference))
+    loop_fps = float(np.median([loop["mean_fps"] for loop in loops]))
+    ratio = float(np.median([loop["mean_fps"] / fps for loop, fps in zip(loops, inference)]))
+    return {
+        "model": str(model),
+        "frames": loops[0]["frames"],
+        "rounds": rounds,
+        "loop_fps": loop_fps,
+        "inference_fps": inference_fps,
+        "preprocess_ms": 1e3 / preprocess_fps,
+        "inference_ms": 1e3 / inference_fps,
+        "loop_p50_ms": float(np.median([loop["latency_p50_ms"] for loop in loops])),
+        "ratio": ratio,
+        "ratio_vs_slower_stage": loop_fps / min(preprocess_fps, inference_fps),
+        "meets_target": ratio >= TARGET,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=300, help="frames in the generated video")
+    parser.add_argument("--digits", type=Path, default=ROOT / "runs" / "digits", help="run folder with the digits models")
+    parser.add_argument("--lite0", type=Path, default=ROOT / "runs" / "lite0_imagenet", help="run folder with lite0_imagenet models")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads, as `edgecnn camera --threads` (0: onnxruntime default)")
+    parser.add_argument("--rounds", type=int, default=3, help="inference and loop measured alternately this many times")
+    args = parser.parse_args()
+
+    models = []
+    for run in (args.digits, args.lite0):
+        for variant in ("fp32", "int8"):
+            path = run / f"model.{variant}.onnx"
+            if path.is_file():
+                models.append(path)
+            else:
+                print(f"note: {path} is absent, skipped (`edgecnn pipeline {run.name} --out {run}` makes it)")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgecnn-camera-fps-") as tmp:
+        video = Path(tmp) / "digits-640x480.mp4"
+        write_digit_video(video, frames=args.frames, size=(640, 480))
+        for model in models:
+            rows.append(measure(model, video, args.frames, args.threads, args.rounds))
+
+    print(f"\n640×480 video, {args.frames} frames, threads {args.threads or 'default'}, target loop/inference ≥ {TARGET}")
+    print(f"{'model':<44} {'loop FPS':>9} {'infer FPS':>10} {'prep ms':>8} {'infer ms':>9} {'ratio':>6} {'vs slower stage':>16}")
+    for r in rows:
+        print(f"{r['model'][-44:]:<44} {r['loop_fps']:>9.1f} {r['inference_fps']:>10.1f} {r['preprocess_ms']:>8.2f} "
+              f"{r['inference_ms']:>9.3f} {r['ratio']:>6.2f} {r['ratio_vs_slower_stage']:>16.2f}")
+    out = write_json(RESULTS / "camera_fps.json", {"machine": machine_info(), "frames": args.frames, "size": [640, 480],
+                                                    "threads": args.threads, "rounds": args.rounds, "target": TARGET, "results": rows}, force=True)
+    print(f"written: {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
