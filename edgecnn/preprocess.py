@@ -6,7 +6,7 @@ crop, normalize) for photos, and `digit` (find the ink, center it like the train
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
