@@ -185,6 +185,8 @@ def auto_quantize(
         if chosen:
             with atomic_path(out, force=True) as target:
                 shutil.copyfile(chosen["model"], target)
+        else:
+            out.unlink(missing_ok=True)  # (only reached with --force) an older int8 file would contradict the decision
         for t in trials:
             t["model"] = None
             t["chosen"] = t is chosen

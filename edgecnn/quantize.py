@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -169,7 +171,8 @@ def quantize_prepared(
     model = onnx.load(str(prepared))
     exclude = list(config.exclude) + (stem_nodes(model) if config.float_stem else [])
     input_name = model.graph.input[0].name
-    _run_quantizer(prepared, target, config, input_name, x, exclude)
+    with contextlib.redirect_stdout(io.StringIO()):  # entropy/percentile calibrators print progress
+        _run_quantizer(prepared, target, config, input_name, x, exclude)
     quantized = onnx.load(str(target))
     record = {
         **asdict(config),

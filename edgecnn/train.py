@@ -189,7 +189,8 @@ def train(
         raise EdgecnnError("--resume and --force contradict each other: pick one")
     if resume:
         if not checkpoint.is_file():
-            raise EdgecnnError(f"nothing to resume: {checkpoint} not found")
+            done = " (the run finished: model.pt exists)" if (out / "model.pt").is_file() else ""
+            raise EdgecnnError(f"nothing to resume: {checkpoint} not found{done}")
     else:
         refuse_overwrite(out / "model.pt", force)
 

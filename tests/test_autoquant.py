@@ -13,8 +13,8 @@ from edgecnn.runtime import META_SESSION, Session, read_metadata
 def test_auto_keeps_only_a_faster_model_within_budget(digits_run, tmp_path):
     run = tmp_path / "digits"
     shutil.copytree(digits_run, run)
-    (run / "model.int8.onnx").unlink()
-    decision = auto_quantize(run / "model.fp32.onnx", max_drop=0.5, batches=[1, 16], runs=30)
+    assert (run / "model.int8.onnx").is_file()  # an older int8 must not survive a decision to keep fp32
+    decision = auto_quantize(run / "model.fp32.onnx", max_drop=0.5, batches=[1, 16], runs=30, force=True)
     saved = json.loads((run / "quantize-decision.json").read_text())
     assert saved["kept"] == decision["kept"]
     assert "test" not in saved["validation"] and "val split" in saved["validation"]
