@@ -297,7 +297,11 @@ def describe_model(path: Path) -> dict[str, Any]:
     return {
         "model": str(path),
         "size_bytes": Path(path).stat().st_size,
-        "opset": {(o.domain or "ai.onnx"): o.version for o in model.opset_import},
+        "opset": {  # the domains the graph uses; quantization tools declare many more
+            (o.domain or "ai.onnx"): o.version
+            for o in model.opset_import
+            if (o.domain or "ai.onnx") in {"ai.onnx", *(n.domain for n in model.graph.node if n.domain)}
+        },
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
         "inputs": tensors(model.graph.input),
         "outputs": tensors(model.graph.output),
