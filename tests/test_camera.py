@@ -20,7 +20,7 @@ from digit_video import digit_frame, write_digit_video
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
-from edgecnn import camera
+from edgecnn import camera, capture
 from edgecnn.cli import app
 from edgecnn.errors import EdgecnnError
 from edgecnn.preprocess import MNIST_BOX, Preprocess, digit_image, prepare, resolve_preprocess
@@ -131,7 +131,7 @@ def test_dropped_stream_gives_up_after_bounded_reconnects(digits_run, tmp_path, 
         server.server_close()
 
     threading.Thread(target=serve_once, daemon=True).start()
-    monkeypatch.setattr(camera, "RECONNECT_WAIT_S", 0.05)
+    monkeypatch.setattr(capture, "RECONNECT_WAIT_S", 0.05)
     url = f"http://127.0.0.1:{server.server_port}/stream.avi"
     lines: list[str] = []
     with pytest.raises(EdgecnnError, match=rf"{url} stopped sending frames and 3 reconnects failed"):
@@ -147,7 +147,7 @@ def test_a_source_that_stalls_ends_the_run():
         release.wait()
         return None
 
-    grabber = camera.Grabber(camera.Source("stuck", True, stuck_read, lambda: None))
+    grabber = capture.Grabber(capture.Source("stuck", True, stuck_read, lambda: None))
     with pytest.raises(EdgecnnError, match="no frame from stuck for 0 s; giving up"):
         grabber.next(stall_s=0.2)
     release.set()
