@@ -22,6 +22,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain usage errors: "Error: ..." on one line, not a box
+    context_settings={"max_content_width": 110},
 )
 console = Console()
 

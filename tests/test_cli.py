@@ -137,3 +137,9 @@ def test_data_flags_reach_the_dataset_and_are_one_line_when_wrong(mnist_like_dir
 def test_data_fetch_names_only_known_datasets():
     result = invoke("data", "fetch", "cifar")
     assert result.exit_code == 2 and "mnist" in result.output
+
+
+def test_usage_errors_are_plain_lines():
+    result = invoke("train", "digits", "--epochs", "many")
+    assert result.exit_code == 2
+    assert "Error: Invalid value for '--epochs'" in result.output and "╭" not in result.output
