@@ -25,7 +25,7 @@ from onnxruntime.quantization.qdq_loss_debug import (
 )
 
 from edgecnn.bench import bench_models
-from edgecnn.data import Split, calibration_samples, resolve_split
+from edgecnn.data import Split, calibration_samples, resolve_split, resolve_splits
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, refuse_overwrite, write_json
 from edgecnn.quantize import ArrayReader, QuantConfig, int8_path, prepare, quantize_prepared, stem_nodes
@@ -138,8 +138,7 @@ def auto_quantize(
     refuse_overwrite(out, force)
     refuse_overwrite(decision_path, force)
     props = read_metadata(load_onnx(model))
-    train_split, calib_source = resolve_split(calib, model, "train")
-    val, val_source = resolve_split(calib, model, "val")
+    (train_split, calib_source), (val, val_source) = resolve_splits(calib, model, "train", "val")
     x = calibration_samples(train_split, samples)
     Session(model).check_input(x)
     base_acc = accuracy(model, val)

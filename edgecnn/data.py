@@ -137,19 +137,25 @@ def load_run_dataset(run: Path) -> Dataset:
         raise EdgecnnError(f"{recipe} is not a recipe written by edgecnn train") from None
 
 
-def resolve_split(data: Path | None, model: Path, split: str) -> tuple[Split, str]:
-    """Samples for a model: an .npz file, a run folder's split, or the split of the model's own run."""
+def resolve_splits(data: Path | None, model: Path, *splits: str) -> list[tuple[Split, str]]:
+    """Samples for a model, one entry per split asked for, loading the data once: an .npz file
+    (the same samples for every split), a run folder's splits, or those of the model's own run."""
     if data is None:
         data = Path(model).parent
         if not (data / "recipe.json").is_file():
             raise EdgecnnError(f"{model} is not inside a run folder; pass --data RUN or --data file.npz")
     data = Path(data)
     if data.suffix == ".npz":
-        return load_npz(data), str(data)
+        return [(load_npz(data), str(data))] * len(splits)
     if not data.exists():
         raise EdgecnnError(f"data {data} not found; give a run folder or an .npz with x and y")
     dataset = load_run_dataset(data)
-    return dataset.split(split), f"{dataset.source} ({split} split)"
+    return [(dataset.split(name), f"{dataset.source} ({name} split)") for name in splits]
+
+
+def resolve_split(data: Path | None, model: Path, split: str) -> tuple[Split, str]:
+    """Samples of one split for a model; see resolve_splits."""
+    return resolve_splits(data, model, split)[0]
 
 
 # --- MNIST-format IDX files: MNIST, Fashion-MNIST ---------------------------------------------
