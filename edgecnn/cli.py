@@ -60,6 +60,13 @@ def kib(n: int) -> str:
     return f"{n / 1024:.1f} KiB"
 
 
+def print_report(report: dict[str, Any]) -> None:
+    """A run's table and the notes on what the int8 search and pruning decided."""
+    typer.echo(report["table_markdown"])
+    for note in report["notes"]:
+        typer.echo(f"- {note}")
+
+
 # the training half's commands register here, so that `--help` lists them first; they import torch
 # only when they run
 from edgecnn import cli_train  # noqa: E402,F401
@@ -159,9 +166,7 @@ def report(
     result = build_report(run, provider=provider)
     if json_out:
         return show_json(result)
-    typer.echo(result["table_markdown"])
-    for note in result["notes"]:
-        typer.echo(f"- {note}")
+    print_report(result)
 
 
 @command

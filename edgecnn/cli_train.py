@@ -12,7 +12,18 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from edgecnn.cli import ForceFlag, JsonFlag, ProviderOpt, app, command, console, kib, one_line_errors, show_json
+from edgecnn.cli import (
+    ForceFlag,
+    JsonFlag,
+    ProviderOpt,
+    app,
+    command,
+    console,
+    kib,
+    one_line_errors,
+    print_report,
+    show_json,
+)
 from edgecnn.errors import EdgecnnError
 
 
@@ -248,9 +259,7 @@ def pipeline(
     )
     if json_out:
         return show_json(result)
-    typer.echo(result["table_markdown"])
-    for note in result["notes"]:
-        typer.echo(f"- {note}")
+    print_report(result)
     typer.echo(f"written: {Path(result['run']) / 'report.md'}, report.json, pareto.png")
 
 

@@ -155,7 +155,7 @@ def _decision_notes(run: Path) -> list[str]:
     notes = []
     for path in sorted(run.glob("quantize-decision*.json")):
         d = read_json(path)
-        notes.append(f"int8 search on {Path(d['model']).name} ({d['provider']}, batches {d.get('batches', [d.get('batch')])}): {d['reason']}")
+        notes.append(f"int8 search on {Path(d['model']).name} ({d['provider']}, batches {d['batches']}): {d['reason']}")
     for path in sorted(run.glob("prune-*.json")):
         p = read_json(path)
         notes.append(
