@@ -59,7 +59,8 @@ def test_runtime_commands_print_tables_and_json(digits_run, tmp_path):
 
 def test_runtime_modules_do_not_import_torch():
     code = (
-        "import sys; import edgecnn.cli, edgecnn.runtime, edgecnn.evaluate, edgecnn.bench, edgecnn.report, edgecnn.data;"
+        "import sys; import edgecnn.cli, edgecnn.runtime, edgecnn.evaluate, edgecnn.bench, edgecnn.report, edgecnn.data,"
+        " edgecnn.camera, edgecnn.capture, edgecnn.preprocess, edgecnn.pack, edgecnn.arm;"
         "print(sorted(m for m in ('torch', 'sklearn', 'matplotlib') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
