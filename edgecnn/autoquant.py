@@ -25,11 +25,12 @@ from onnxruntime.quantization.qdq_loss_debug import (
 )
 
 from edgecnn.bench import bench_models
-from edgecnn.data import Split, calibration_samples, resolve_split, resolve_splits
+from edgecnn.data import calibration_samples, resolve_split, resolve_splits
 from edgecnn.errors import EdgecnnError
+from edgecnn.evaluate import accuracy
 from edgecnn.files import atomic_path, refuse_overwrite, write_json
 from edgecnn.quantize import ArrayReader, QuantConfig, int8_path, prepare, quantize_prepared, stem_nodes
-from edgecnn.runtime import Session, class_predictions, load_onnx, read_metadata
+from edgecnn.runtime import Session, load_onnx, read_metadata
 
 MAX_FLOAT_LAYERS = 6  # past this many float layers int8 rarely pays; the search stops
 
@@ -48,11 +49,6 @@ def candidate_configs(prepared: onnx.ModelProto) -> list[QuantConfig]:
     if stem_nodes(prepared):
         configs += [QuantConfig(float_stem=True), QuantConfig(float_stem=True, keep_float_pool=True)]
     return configs
-
-
-def accuracy(model: Path, split: Split) -> float:
-    session = Session(model, threads=0)
-    return float((class_predictions(session.predict(split.x), session.meta.output) == split.y).mean())
 
 
 INPUT_SQNR_DB = 100.0  # the model input is exact: treat it as a very clean signal

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.data import resolve_split
+from edgecnn.data import Split, resolve_split
 from edgecnn.runtime import Session, class_predictions
 
 
@@ -42,6 +42,12 @@ def per_class_scores(matrix: np.ndarray) -> dict[str, list[float]]:
         "f1": f1.tolist(),
         "support": support.astype(int).tolist(),
     }
+
+
+def accuracy(model: Path, split: Split) -> float:
+    """Top-1 accuracy of an ONNX classifier on samples already in memory."""
+    session = Session(model, threads=0)
+    return float((class_predictions(session.predict(split.x), session.meta.output) == split.y).mean())
 
 
 def evaluate_model(

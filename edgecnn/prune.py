@@ -16,7 +16,7 @@ from torch.nn.utils import prune as torch_prune
 from edgecnn.bench import bench_models
 from edgecnn.data import load_run_dataset
 from edgecnn.errors import EdgecnnError
-from edgecnn.evaluate import evaluate_model
+from edgecnn.evaluate import accuracy
 from edgecnn.export import export_onnx, export_run
 from edgecnn.files import atomic_path, refuse_overwrite, write_json
 from edgecnn.runtime import count_macs, count_params, load_onnx
@@ -127,8 +127,7 @@ def prune_run(
 
     before, after = _onnx_figures(baseline), _onnx_figures(onnx_out)
     timing = bench_models([baseline, onnx_out], batches=list(batches), runs=runs)
-    acc_before = evaluate_model(baseline, run)["accuracy"]
-    acc_after = evaluate_model(onnx_out, run)["accuracy"]
+    acc_before, acc_after = accuracy(baseline, data.test), accuracy(onnx_out, data.test)
     result = {
         "run": str(run),
         "method": method,
