@@ -61,19 +61,24 @@ def evaluate_model(
     """Evaluate an ONNX classifier on labelled data; returns accuracy, confusion and per-class scores."""
     session = Session(model, provider=provider, threads=threads)
     samples, source = resolve_split(data, model, split)
+    return evaluate_samples(session, samples, source, batch_size)
+
+
+def evaluate_samples(session: Session, samples: Split, source: str, batch_size: int = 256) -> dict[str, Any]:
+    """Accuracy, confusion and per-class scores of a session on samples already in memory."""
     outputs = session.predict(samples.x, batch_size=batch_size)
     y_pred = class_predictions(outputs, session.meta.output)
     n_classes = max(int(samples.y.max()) + 1, int(y_pred.max()) + 1, len(session.meta.labels or []))
     labels = session.meta.labels or [str(i) for i in range(n_classes)]
     matrix = confusion_matrix(samples.y, y_pred, n_classes)
     return {
-        "model": str(model),
-        "variant": variant_name(model),
+        "model": str(session.path),
+        "variant": variant_name(session.path),
         "data": source,
         "samples": len(samples),
         "accuracy": float((y_pred == samples.y).mean()),
         "labels": labels,
         "confusion": matrix.tolist(),
         "per_class": per_class_scores(matrix),
-        "provider": provider,
+        "provider": session.provider.name,
     }

@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.bench import bench_models
+from edgecnn.data import resolve_split
 from edgecnn.errors import EdgecnnError
-from edgecnn.evaluate import evaluate_model
+from edgecnn.evaluate import evaluate_samples
 from edgecnn.export import export_run
 from edgecnn.files import refuse_overwrite, write_json
 from edgecnn.quantize import int8_path, quantize_model
 from edgecnn.report import build_report
+from edgecnn.runtime import Session
 from edgecnn.train import train
 
 # what a pipeline writes besides the trained weights; --force clears them so no stale variant is reported
@@ -61,8 +63,9 @@ def run_pipeline(
                 models.append(kept)
         else:
             models.append(Path(quantize_model(fp32, calib=run, out=int8_path(fp32), force=True)["model"]))
+    test, source = resolve_split(run, fp32_models[0], "test")  # loaded once for every variant
     for model in models:
-        result = evaluate_model(model, run)
+        result = evaluate_samples(Session(model, threads=None), test, source)
         write_json(run / f"eval-{result['variant']}.json", result, force=True)
     write_json(run / "bench-cpu.json", bench_models(models, batches=list(batches), runs=runs), force=True)
     return build_report(run)
