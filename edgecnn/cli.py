@@ -208,7 +208,7 @@ def camera(
     invert: Annotated[Optional[bool], typer.Option("--invert/--no-invert", help="Dark ink on paper → bright on black (default: the model's metadata).")] = None,
     labels: Annotated[Optional[str], typer.Option(help="Class names, a file (one per line) or comma-separated (default: the model's metadata).")] = None,
     provider: ProviderOpt = "cpu",
-    threads: Annotated[int, typer.Option(help="Intra-op threads (0: onnxruntime default).")] = 0,
+    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: all cores but one, left for capture; 0: onnxruntime default).")] = None,
     force: ForceFlag = False,
     json_out: JsonFlag = False,
 ) -> None:

@@ -54,6 +54,13 @@ def test_headless_video_of_printed_digits_is_classified(digits_run, tmp_path):
     summary = summary_of(result.output)
     assert summary["frames"] == 120 and summary["stopped"] == "end of source" and summary["dropped"] == 0
     assert summary["mean_fps"] > 0 and 0 < summary["latency_p50_ms"] <= summary["latency_p99_ms"]
+    assert summary["threads"] == camera.loop_threads()
+
+
+@pytest.mark.parametrize(("cores", "threads"), [({0}, 1), ({0, 1}, 1), ({0, 1, 2, 3}, 3)])
+def test_inference_leaves_a_core_for_capture(monkeypatch, cores, threads):
+    monkeypatch.setattr(camera.os, "sched_getaffinity", lambda pid: cores)
+    assert camera.loop_threads() == threads
 
 
 def test_image_folder_and_max_frames(digits_run, tmp_path):
