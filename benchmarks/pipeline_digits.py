@@ -47,7 +47,7 @@ def main() -> None:
     if seed_acc:
         accs = list(seed_acc.values())
         lines.append(
-            f"Other seeds (torch, fp32): "
+            "Other seeds (torch, fp32): "
             + ", ".join(f"{s}: {100 * a:.2f}%" for s, a in seed_acc.items())
             + f"; mean {100 * statistics.mean(accs):.2f}%, min {100 * min(accs):.2f}%."
         )
