@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all bench clean arm-deps data
+.PHONY: run test test-all bench clean arm-deps gui-deps data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ clean:
 # verify-arm's prerequisites (as root): QEMU user-mode emulation and mmdebstrap for the arm64 rootfs
 arm-deps:
 	apt-get install -y --no-install-recommends qemu-user-static mmdebstrap
+
+# the camera's window mode under test (as root): a virtual X display and a key-presser
+gui-deps:
+	apt-get install -y --no-install-recommends xvfb xauth xdotool
 
 # Fashion-MNIST's four IDX files into /usr/share/datasets/fashion-mnist (Debian's package; needs root)
 data:

@@ -192,6 +192,8 @@ class Grabber:
                 with self._cond:
                     while not self.source.live and self._slot is not None and not self._stop:
                         self._cond.wait()
+                    if self._stop:
+                        break
                     self.dropped += self._slot is not None
                     self._slot = item
                     self._cond.notify_all()

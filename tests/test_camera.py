@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import http.server
+import importlib.metadata
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 from pathlib import Path
@@ -211,6 +214,38 @@ def test_window_mode_needs_a_gui_build(digits_run, tmp_path):
         pass
     result = invoke("camera", digits_run / "model.fp32.onnx", "--source", tmp_path)
     assert result.exit_code == 2 and "window mode needs OpenCV with GUI support" in result.output and "--headless" in result.output
+
+
+PRESS_Q = """
+"$@" > out.jsonl 2> err.txt &
+app=$!
+for _ in $(seq 100); do window=$(xdotool search --name "edgecnn model.int8.onnx" | head -1); [ -n "$window" ] && break; sleep 0.1; done
+echo "$window" > window.txt
+[ -n "$window" ] && sleep 0.5 && xdotool key --window "$window" q
+wait $app
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("xvfb-run", "xdotool")), reason="needs xvfb and xdotool (make gui-deps)")
+def test_window_mode_on_a_virtual_display_quits_on_q(digits_run, tmp_path):
+    """OpenCV's GUI build in a venv layered over this one, the window on Xvfb, q pressed by xdotool."""
+    venv = tmp_path / "gui"
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True)
+    Path(purelib.stdout.strip(), "edgecnn-under-test.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    version = importlib.metadata.version("opencv-python-headless")
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", f"opencv-python=={version}"], check=True, timeout=600)
+    video = tmp_path / "clip.mp4"
+    write_digit_video(video, frames=3000)  # longer than the test waits: only q ends it
+    (tmp_path / "press_q.sh").write_text(PRESS_Q)
+    command = [python, "-c", "from edgecnn.cli import app; app()", "camera", digits_run / "model.int8.onnx", "--source", video, "--json"]
+    done = subprocess.run(["xvfb-run", "-a", "bash", "press_q.sh", *map(str, command)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (tmp_path / "err.txt").read_text()
+    assert (tmp_path / "window.txt").read_text().strip(), "no window titled 'edgecnn model.int8.onnx' appeared"
+    summary = summary_of((tmp_path / "out.jsonl").read_text())
+    assert summary["stopped"] == "window closed" and 0 < summary["frames"] < 3000 and summary["dropped"] == 0
 
 
 def test_ctrl_c_stops_with_a_summary(digits_run, tmp_path):
