@@ -8,7 +8,7 @@ that classifies faster than a frame decodes (digits) is bound by its capture, an
 By default both run at the camera's own thread count (every core but one). Writes
 benchmarks/results/camera_fps.json.
 
-    .venv/bin/python benchmarks/camera_fps.py [--frames 300] [--digits RUN] [--lite0 RUN] [--threads camera,0] [--rounds 5]
+    .venv/bin/python benchmarks/camera_fps.py [--frames 300] [--digits RUN] [--lite0 RUN] [--threads camera,0] [--rounds 9]
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--digits", type=Path, default=ROOT / "runs" / "digits", help="run folder with the digits models")
     parser.add_argument("--lite0", type=Path, default=ROOT / "runs" / "lite0_imagenet", help="run folder with lite0_imagenet models")
     parser.add_argument("--threads", default="camera", help="intra-op thread counts, as `edgecnn camera --threads`: camera (its default), 0 (onnxruntime default), N")
-    parser.add_argument("--rounds", type=int, default=5, help="inference and loop measured alternately this many times")
+    parser.add_argument("--rounds", type=int, default=9, help="inference and loop measured alternately this many times")
     args = parser.parse_args()
 
     models = []
