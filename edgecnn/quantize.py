@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnx import helper, numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -51,7 +52,7 @@ class QuantConfig:
     dynamic: bool = False
     exclude: tuple[str, ...] = field(default_factory=tuple)
     float_stem: bool = False  # keep convs on 1-4 input channels (and their block) in float: slower in int8
-    keep_float_pool: bool = False  # stop ORT moving the stem's quantize step above its pooling
+    keep_float_pool: bool = False  # stop ORT moving the stem's quantize step above its pooling; NHWC hand-over
 
     def label(self) -> str:
         """A short name for tables: qdq/u8s8/pc/minmax+stem…"""
@@ -159,6 +160,43 @@ def stem_nodes(model: onnx.ModelProto) -> list[str]:
     return names
 
 
+def nhwc_handover(model: onnx.ModelProto, float_nodes: list[str]) -> list[str]:
+    """After each float block whose output feeds quantized nodes: a transpose to NHWC and back,
+    a no-op reshape between them. Returns the float nodes added (the first transpose, the reshape).
+
+    The reshape keeps ONNX Runtime from cancelling the pair. It then folds the first transpose
+    into the reorder out of its blocked fp32 layout and cancels the second against the one it
+    puts before its NHWC int8 convs: the hand-over to int8 skips a reorder to NCHW and a transpose.
+    """
+    in_float = set(float_nodes)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    added: list[str] = []
+    nodes = list(model.graph.node)
+    for node in [n for n in nodes if n.name in in_float]:
+        out = node.output[0]
+        quantized = [c for c in consumers.get(out, []) if c.name not in in_float]
+        if not quantized:
+            continue
+        shape = f"{out}_hold_shape"
+        model.graph.initializer.append(numpy_helper.from_array(np.zeros(4, np.int64), shape))  # 0: keep that dim
+        block = [
+            helper.make_node("Transpose", [out], [f"{out}_nhwc"], perm=[0, 2, 3, 1], name=f"{node.name}_to_nhwc"),
+            helper.make_node("Reshape", [f"{out}_nhwc", shape], [f"{out}_hold"], name=f"{node.name}_nhwc_hold"),
+            helper.make_node("Transpose", [f"{out}_hold"], [f"{out}_nchw"], perm=[0, 3, 1, 2], name=f"{node.name}_to_nchw"),
+        ]
+        for consumer in quantized:
+            consumer.input[:] = [f"{out}_nchw" if i == out else i for i in consumer.input]
+        at = nodes.index(node) + 1
+        nodes[at:at] = block
+        added += [block[0].name, block[1].name]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return added
+
+
 def quantize_prepared(
     prepared: Path,
     target: Path,
@@ -170,6 +208,10 @@ def quantize_prepared(
     """Quantize a pre-processed model into `target` and write edgecnn's metadata into it."""
     model = onnx.load(str(prepared))
     exclude = list(config.exclude) + (stem_nodes(model) if config.float_stem else [])
+    if config.keep_float_pool:
+        exclude += nhwc_handover(model, exclude)
+        prepared = prepared.with_name(f"{prepared.stem}.nhwc.onnx")
+        onnx.save(model, str(prepared))
     input_name = model.graph.input[0].name
     with contextlib.redirect_stdout(io.StringIO()):  # entropy/percentile calibrators print progress
         _run_quantizer(prepared, target, config, input_name, x, exclude)

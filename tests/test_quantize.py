@@ -54,3 +54,24 @@ def test_int8_path_names():
     assert int8_path("runs/x/model.fp32.onnx").name == "model.int8.onnx"
     assert int8_path("runs/x/model.pruned.fp32.onnx").name == "model.pruned.int8.onnx"
     assert int8_path("mine.onnx").name == "mine.int8.onnx"
+
+
+def test_nhwc_handover_changes_layout_only(digits_run, tmp_path):
+    """The float stem's hand-over to NHWC int8 is transposes and a no-op reshape: the same numbers."""
+    from edgecnn.data import load_dataset
+
+    handover = quantize_model(digits_run / "model.fp32.onnx", QuantConfig(float_stem=True, keep_float_pool=True),
+                              calib=digits_run, samples=32, out=tmp_path / "handover.onnx")
+    plain = quantize_model(digits_run / "model.fp32.onnx", QuantConfig(float_stem=True),
+                           calib=digits_run, samples=32, out=tmp_path / "plain.onnx")
+    graph = onnx.load(handover["model"]).graph
+    chain, tensor = [], "/2/MaxPool_output_0"
+    while len(chain) < 3:
+        node = next(n for n in graph.node if tensor in n.input)
+        chain.append(node.op_type)
+        tensor = node.output[0]
+    assert chain == ["Transpose", "Reshape", "Transpose"]
+    record = json.loads(read_metadata(onnx.load(handover["model"]))[META_QUANTIZATION])
+    assert record["excluded_nodes"][-2:] == ["/2/MaxPool_to_nhwc", "/2/MaxPool_nhwc_hold"]  # kept in float
+    x = load_dataset("digits").test.x
+    assert np.array_equal(Session(handover["model"]).predict(x), Session(plain["model"]).predict(x))
