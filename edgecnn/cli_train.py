@@ -126,7 +126,7 @@ def quantize(
     dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic quantization (no calibration).")] = False,
     exclude: Annotated[Optional[list[str]], typer.Option(help="Node names left in float (repeatable).")] = None,
     float_stem: Annotated[bool, typer.Option("--float-stem", help="Keep convs on 1-4 input channels and their block in float.")] = False,
-    keep_float_pool: Annotated[bool, typer.Option("--keep-float-pool", help="With --float-stem: stop ORT moving the quantize step above the stem's pooling (recorded in the model's metadata).")] = False,
+    keep_float_pool: Annotated[bool, typer.Option("--keep-float-pool", help="With --float-stem: stop ORT moving the quantize step above the stem's pooling (recorded in the model's metadata), and hand over to int8 in NHWC.")] = False,
     auto: Annotated[bool, typer.Option("--auto", help="Search configurations within --max-drop; keep the fastest that beats fp32.")] = False,
     max_drop: Annotated[float, typer.Option(help="With --auto: accuracy budget in points on the validation split.")] = 0.5,
     provider: ProviderOpt = "cpu",

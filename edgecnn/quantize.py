@@ -52,7 +52,7 @@ class QuantConfig:
     dynamic: bool = False
     exclude: tuple[str, ...] = field(default_factory=tuple)
     float_stem: bool = False  # keep convs on 1-4 input channels (and their block) in float: slower in int8
-    keep_float_pool: bool = False  # stop ORT moving the stem's quantize step above its pooling; NHWC hand-over
+    keep_float_pool: bool = False  # stop ORT moving the stem's quantize step above its pooling; hand over in NHWC
 
     def label(self) -> str:
         """A short name for tables: qdq/u8s8/pc/minmax+stem…"""
@@ -197,6 +197,44 @@ def nhwc_handover(model: onnx.ModelProto, float_nodes: list[str]) -> list[str]:
     return added
 
 
+def nhwc_flatten(model: onnx.ModelProto) -> int:
+    """Flatten → Gemm on a 4-D tensor becomes transpose to NHWC → Flatten → Gemm with its weight
+    columns permuted to match: the same numbers. Returns how many were rewritten.
+
+    ONNX Runtime runs int8 convs in NHWC and transposes back to NCHW before a Flatten; the
+    transpose added here cancels that one, so the dense layer reads the NHWC features as they are.
+    """
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    weights = {i.name: i for i in model.graph.initializer}
+    uses: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            uses.setdefault(name, []).append(node)
+    nodes, rewritten = list(model.graph.node), 0
+    for flatten in [n for n in nodes if n.op_type == "Flatten"]:
+        shape = shapes.get(flatten.input[0], [])
+        axis = next((a.i for a in flatten.attribute if a.name == "axis"), 1)
+        gemm = uses.get(flatten.output[0], [None])
+        if axis != 1 or len(shape) != 4 or 0 in shape[1:] or len(gemm) != 1 or gemm[0] is None or gemm[0].op_type != "Gemm":
+            continue
+        gemm = gemm[0]
+        trans_b = next((a.i for a in gemm.attribute if a.name == "transB"), 0)
+        weight = weights.get(gemm.input[1])
+        if weight is None or len(uses[weight.name]) != 1:
+            continue
+        _, c, h, w = shape
+        order = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)  # NHWC position → NCHW feature
+        array = numpy_helper.to_array(weight)
+        weight.CopyFrom(numpy_helper.from_array(array[:, order] if trans_b else array[order], weight.name))
+        name = f"{flatten.name}_nhwc"
+        nodes.insert(nodes.index(flatten), helper.make_node("Transpose", [flatten.input[0]], [name], perm=[0, 2, 3, 1], name=name))
+        flatten.input[0] = name
+        rewritten += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return rewritten
+
+
 def quantize_prepared(
     prepared: Path,
     target: Path,
@@ -210,6 +248,7 @@ def quantize_prepared(
     exclude = list(config.exclude) + (stem_nodes(model) if config.float_stem else [])
     if config.keep_float_pool:
         exclude += nhwc_handover(model, exclude)
+        nhwc_flatten(model)
         prepared = prepared.with_name(f"{prepared.stem}.nhwc.onnx")
         onnx.save(model, str(prepared))
     input_name = model.graph.input[0].name

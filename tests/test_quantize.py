@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 from edgecnn.errors import EdgecnnError
@@ -57,7 +58,8 @@ def test_int8_path_names():
 
 
 def test_nhwc_handover_changes_layout_only(digits_run, tmp_path):
-    """The float stem's hand-over to NHWC int8 is transposes and a no-op reshape: the same numbers."""
+    """The float stem's hand-over to NHWC int8 is transposes, a no-op reshape and the dense layer's
+    weights in NHWC order: the same numbers but for float rounding."""
     from edgecnn.data import load_dataset
 
     handover = quantize_model(digits_run / "model.fp32.onnx", QuantConfig(float_stem=True, keep_float_pool=True),
@@ -74,4 +76,20 @@ def test_nhwc_handover_changes_layout_only(digits_run, tmp_path):
     record = json.loads(read_metadata(onnx.load(handover["model"]))[META_QUANTIZATION])
     assert record["excluded_nodes"][-2:] == ["/2/MaxPool_to_nhwc", "/2/MaxPool_nhwc_hold"]  # kept in float
     x = load_dataset("digits").test.x
-    assert np.array_equal(Session(handover["model"]).predict(x), Session(plain["model"]).predict(x))
+    ours, theirs = Session(handover["model"]).predict(x), Session(plain["model"]).predict(x)
+    assert np.allclose(ours, theirs, atol=1e-5) and np.array_equal(ours.argmax(1), theirs.argmax(1))
+
+
+def test_nhwc_flatten_permutes_the_dense_weights_to_match(digits_run):
+    """A transpose to NHWC before Flatten, the Gemm's weight columns permuted: the same outputs."""
+    from edgecnn.data import load_dataset
+    from edgecnn.quantize import nhwc_flatten
+
+    model = onnx.load(str(digits_run / "model.fp32.onnx"))
+    assert nhwc_flatten(model) == 1
+    flatten = next(n for n in model.graph.node if n.op_type == "Flatten")
+    transpose = next(n for n in model.graph.node if n.output[0] == flatten.input[0])
+    assert transpose.op_type == "Transpose" and list(transpose.attribute[0].ints) == [0, 2, 3, 1]
+    x = load_dataset("digits").test.x
+    rewritten = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert np.allclose(rewritten, Session(digits_run / "model.fp32.onnx").predict(x), atol=1e-5)
