@@ -8,6 +8,7 @@ provider and batch, all candidates interleaved with fp32 in one run.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -29,8 +30,8 @@ from edgecnn.data import calibration_samples, resolve_split, resolve_splits
 from edgecnn.errors import EdgecnnError
 from edgecnn.evaluate import accuracy
 from edgecnn.files import atomic_path, refuse_overwrite, write_json
-from edgecnn.quantize import ArrayReader, QuantConfig, int8_path, prepare, quantize_prepared, stem_nodes
-from edgecnn.runtime import Session, load_onnx, read_metadata
+from edgecnn.quantize import ArrayReader, QuantConfig, int8_path, nhwc_layout, prepare, quantize_prepared, stem_nodes
+from edgecnn.runtime import META_QUANTIZATION, Session, load_onnx, read_metadata
 
 MAX_FLOAT_LAYERS = 6  # past this many float layers int8 rarely pays; the search stops
 
@@ -66,18 +67,21 @@ def layer_errors(fp32_prepared: Path, qdq_model: Path, x: np.ndarray) -> list[di
         raise EdgecnnError(f"{qdq_model} has no QuantizeLinear nodes; layer errors need a QDQ-format int8 model")
     float_model = onnx.load(str(fp32_prepared))
     input_name = float_model.graph.input[0].name
+    record = json.loads(read_metadata(model).get(META_QUANTIZATION, "{}"))
     with tempfile.TemporaryDirectory(prefix="edgecnn-debug-") as tmp:
+        if record.get("keep_float_pool"):  # the fp32 reference in the int8 model's layout, so tensors and weights match
+            nhwc_layout(float_model, record["excluded_nodes"])
+            fp32_prepared = Path(tmp) / "float-nhwc.onnx"
+            onnx.save(float_model, str(fp32_prepared))
         aug_float, aug_qdq = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
         modify_model_output_intermediate_tensors(str(fp32_prepared), str(aug_float))
         modify_model_output_intermediate_tensors(str(qdq_model), str(aug_qdq))
         float_acts = collect_activations(str(aug_float), ArrayReader(input_name, x))
         qdq_acts = collect_activations(str(aug_qdq), ArrayReader(input_name, x))
-    cross = {
-        name: err["xmodel_err"]
-        for name, err in compute_activation_error(create_activation_matching(qdq_acts, float_acts)).items()
-        if "xmodel_err" in err
-    }
-    weight_err = compute_weight_error(create_weight_matching(str(fp32_prepared), str(qdq_model)))
+        weight_err = compute_weight_error(create_weight_matching(str(fp32_prepared), str(qdq_model)))
+    matching = create_activation_matching(qdq_acts, float_acts)
+    both = {name: match for name, match in matching.items() if "float" in match}  # tensors only the int8 model has
+    cross = {name: err["xmodel_err"] for name, err in compute_activation_error(both).items() if "xmodel_err" in err}
     producer = {out: node for node in float_model.graph.node for out in node.output}
     rows = []
     for node in float_model.graph.node:
@@ -150,7 +154,8 @@ def auto_quantize(
             trials.append(_trial(config, path, accuracy(path, val), base_acc, max_drop))
             return trials[-1]
 
-        for config in candidate_configs(onnx.load(str(prepared))):
+        prepared_model = onnx.load(str(prepared))
+        for config in candidate_configs(prepared_model):
             attempt(config)
         ranking: list[dict[str, Any]] = []
         if not any(t["within_budget"] for t in trials):
@@ -161,9 +166,16 @@ def auto_quantize(
         if not any(t["within_budget"] for t in trials):
             if config.format == "qdq":
                 ranking = layer_errors(prepared, best["model"], x[:64])
-            for row in ranking[:MAX_FLOAT_LAYERS]:
-                config = dataclasses.replace(config, exclude=(*config.exclude, *row["nodes"]))
-                if attempt(config)["within_budget"]:
+            present = {n.name for n in prepared_model.graph.node}
+            layers = 0
+            for row in ranking:
+                in_float = set(config.exclude) | set(stem_nodes(prepared_model) if config.float_stem else ())
+                newly = [n for n in row["nodes"] if n in present and n not in in_float]
+                if not newly:  # already float (a float stem's block): its error is where int8 begins
+                    continue
+                config = dataclasses.replace(config, exclude=(*config.exclude, *newly))
+                layers += 1
+                if attempt(config)["within_budget"] or layers == MAX_FLOAT_LAYERS:
                     break
 
         fine = [t for t in trials if t["within_budget"]]

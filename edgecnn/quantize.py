@@ -235,6 +235,13 @@ def nhwc_flatten(model: onnx.ModelProto) -> int:
     return rewritten
 
 
+def nhwc_layout(model: onnx.ModelProto, float_nodes: list[str]) -> list[str]:
+    """The float stem's NHWC hand-over and the dense layer's NHWC weights; returns the float nodes added."""
+    added = nhwc_handover(model, float_nodes)
+    nhwc_flatten(model)
+    return added
+
+
 def quantize_prepared(
     prepared: Path,
     target: Path,
@@ -247,8 +254,7 @@ def quantize_prepared(
     model = onnx.load(str(prepared))
     exclude = list(config.exclude) + (stem_nodes(model) if config.float_stem else [])
     if config.keep_float_pool:
-        exclude += nhwc_handover(model, exclude)
-        nhwc_flatten(model)
+        exclude += nhwc_layout(model, exclude)
         prepared = prepared.with_name(f"{prepared.stem}.nhwc.onnx")
         onnx.save(model, str(prepared))
     input_name = model.graph.input[0].name

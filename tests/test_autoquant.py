@@ -59,6 +59,16 @@ def test_debug_ranks_layers_worst_first(digits_run):
     assert all(r["output_sqnr_db"] > 10 for r in layers)  # int8 keeps every layer well above noise
 
 
+def test_debug_compares_an_nhwc_handover_model_in_its_own_layout(digits_run, tmp_path):
+    """The fp32 reference gets the same hand-over and NHWC dense weights, so every tensor and weight matches."""
+    out = quantize_model(digits_run / "model.fp32.onnx", QuantConfig(float_stem=True, keep_float_pool=True),
+                         calib=digits_run, samples=32, out=tmp_path / "handover.onnx")
+    layers = debug_layers(out["model"], digits_run / "model.fp32.onnx", data=digits_run)["layers"]
+    assert any(r["op"].endswith("MaxPool+Transpose+Reshape+Transpose") for r in layers)  # where int8 begins
+    assert all(r["output_sqnr_db"] > 10 for r in layers)
+    assert all(r["weight_sqnr_db"] is None or r["weight_sqnr_db"] > 10 for r in layers)
+
+
 def test_debug_and_auto_errors(digits_run, tmp_path):
     with pytest.raises(EdgecnnError, match="fp32 model for"):
         debug_layers(digits_run / "model.int8.onnx", fp32_model=tmp_path / "none.onnx")
