@@ -74,7 +74,7 @@ class QuantConfig:
             if value not in accepted:
                 raise EdgecnnError(f"unknown {what} {value!r} (accepted: {', '.join(accepted)})")
         if self.keep_float_pool and not self.float_stem:
-            raise EdgecnnError("keep_float_pool applies to a float stem; set float_stem too")
+            raise EdgecnnError("--keep-float-pool (keep_float_pool) applies to a float stem; add --float-stem (float_stem=True)")
 
 
 def int8_path(model: Path) -> Path:
