@@ -44,6 +44,8 @@ def test_quantize_errors_are_one_line(digits_run, tmp_path):
         quantize_model(fp32, calib=digits_run)
     with pytest.raises(EdgecnnError, match="unknown format 'int4'"):
         quantize_model(fp32, QuantConfig(format="int4"), calib=digits_run, out=tmp_path / "a.onnx")
+    with pytest.raises(EdgecnnError, match="--keep-float-pool .* add --float-stem"):
+        quantize_model(fp32, QuantConfig(keep_float_pool=True), calib=digits_run, out=tmp_path / "a.onnx")
     wrong = tmp_path / "wrong.npz"
     np.savez(wrong, x=np.zeros((4, 1, 28, 28), np.float32), y=np.zeros(4, np.int64))
     with pytest.raises(EdgecnnError, match=r"shape \[1, 28, 28\].*expects \['batch', 1, 8, 8\]"):
