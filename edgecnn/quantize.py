@@ -140,13 +140,25 @@ def prepare(model: Path, out: Path) -> Path:
     return out
 
 
-def stem_nodes(model: onnx.ModelProto) -> list[str]:
-    """Convs reading 1-4 channels and the activation/pooling nodes that follow each one."""
-    weights = {i.name: i.dims for i in model.graph.initializer}
+def _consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    """Tensor name → the nodes that read it."""
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
+    return consumers
+
+
+def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
+    """Tensor name → its inferred shape (0 for a dimension not known statically)."""
+    inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
+    return {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred}
+
+
+def stem_nodes(model: onnx.ModelProto) -> list[str]:
+    """Convs reading 1-4 channels and the activation/pooling nodes that follow each one."""
+    weights = {i.name: i.dims for i in model.graph.initializer}
+    consumers = _consumers(model)
     names = []
     for node in model.graph.node:
         dims = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
@@ -169,16 +181,13 @@ def nhwc_handover(model: onnx.ModelProto, float_nodes: list[str]) -> list[str]:
     puts before its NHWC int8 convs: the hand-over to int8 skips a reorder to NCHW and a transpose.
     """
     in_float = set(float_nodes)
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers, shapes = _consumers(model), _shapes(model)
     added: list[str] = []
     nodes = list(model.graph.node)
     for node in [n for n in nodes if n.name in in_float]:
         out = node.output[0]
         quantized = [c for c in consumers.get(out, []) if c.name not in in_float]
-        if not quantized:
+        if not quantized or len(shapes.get(out, [])) != 4:  # images only: a Conv1d stem hands over as it is
             continue
         shape = f"{out}_hold_shape"
         model.graph.initializer.append(numpy_helper.from_array(np.zeros(4, np.int64), shape))  # 0: keep that dim
@@ -204,12 +213,8 @@ def nhwc_flatten(model: onnx.ModelProto) -> int:
     ONNX Runtime runs int8 convs in NHWC and transposes back to NCHW before a Flatten; the
     transpose added here cancels that one, so the dense layer reads the NHWC features as they are.
     """
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    shapes, uses = _shapes(model), _consumers(model)
     weights = {i.name: i for i in model.graph.initializer}
-    uses: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            uses.setdefault(name, []).append(node)
     nodes, rewritten = list(model.graph.node), 0
     for flatten in [n for n in nodes if n.op_type == "Flatten"]:
         shape = shapes.get(flatten.input[0], [])
