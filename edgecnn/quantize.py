@@ -173,8 +173,8 @@ def stem_nodes(model: onnx.ModelProto) -> list[str]:
 
 
 def nhwc_handover(model: onnx.ModelProto, float_nodes: list[str]) -> list[str]:
-    """After each float block whose output feeds quantized nodes: a transpose to NHWC and back,
-    a no-op reshape between them. Returns the float nodes added (the first transpose, the reshape).
+    """After the float stem, where quantized nodes take over: a transpose to NHWC and back, a no-op
+    reshape between them. Returns the float nodes added (the first transpose, the reshape).
 
     The reshape keeps ONNX Runtime from cancelling the pair. It then folds the first transpose
     into the reorder out of its blocked fp32 layout and cancels the second against the one it
@@ -182,9 +182,16 @@ def nhwc_handover(model: onnx.ModelProto, float_nodes: list[str]) -> list[str]:
     """
     in_float = set(float_nodes)
     consumers, shapes = _consumers(model), _shapes(model)
+    inputs = {i.name for i in model.graph.input}
+    ends = []
+    for node in model.graph.node:  # the stem: a float block reading the model's input, to its last float node
+        if node.name in in_float and node.op_type == "Conv" and node.input[0] in inputs:
+            while len(nxt := consumers.get(node.output[0], [])) == 1 and nxt[0].name in in_float:
+                node = nxt[0]
+            ends.append(node)
     added: list[str] = []
     nodes = list(model.graph.node)
-    for node in [n for n in nodes if n.name in in_float]:
+    for node in ends:
         out = node.output[0]
         quantized = [c for c in consumers.get(out, []) if c.name not in in_float]
         if not quantized or len(shapes.get(out, [])) != 4:  # images only: a Conv1d stem hands over as it is
