@@ -1,4 +1,5 @@
 import json
+import platform
 
 import numpy as np
 import onnx
@@ -114,3 +115,24 @@ def test_nhwc_layout_leaves_a_conv1d_stem_as_it_is(tmp_path):
     out = quantize_model(tmp_path / "seq.onnx", QuantConfig(float_stem=True, keep_float_pool=True), calib=tmp_path / "calib.npz",
                          samples=16, out=tmp_path / "seq.int8.onnx")
     assert Session(out["model"]).run(x).shape == (16, 10)
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="ONNX Runtime's blocked NCHWc kernels are x86's")
+def test_nhwc_handover_reaches_onnxruntime_as_intended(tmp_path):
+    """On x86, ORT reorders the float stem's output straight to NHWC: no reorder to NCHW, no transpose before int8."""
+    from edgecnn.export import export_onnx
+    from edgecnn.nets import build_net
+    from recipes import get_recipe
+
+    x = np.random.default_rng(0).random((32, 1, 28, 28), dtype=np.float32)
+    export_onnx(build_net("convnet"), get_recipe("convnet"), tmp_path / "net.onnx", x)
+    np.savez(tmp_path / "calib.npz", x=x, y=np.zeros(32, np.int64))
+    out = quantize_model(tmp_path / "net.onnx", QuantConfig(float_stem=True, keep_float_pool=True), calib=tmp_path / "calib.npz",
+                         samples=32, out=tmp_path / "net.int8.onnx")
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(out["model"], options, providers=["CPUExecutionProvider"], disabled_optimizers=Session(out["model"]).disabled_optimizers)
+    ops = [(n.op_type, {a.name: a.i for a in n.attribute if a.name == "channels_last"}) for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    first_int8 = next(i for i, (op, _) in enumerate(ops) if op == "QLinearConv")
+    assert ("ReorderOutput", {"channels_last": 1}) in ops[:first_int8]
+    assert [op for op, _ in ops].count("Transpose") == 0  # the hand-over's and the flatten's both cancelled
