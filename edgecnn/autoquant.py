@@ -30,7 +30,8 @@ from edgecnn.data import calibration_samples, resolve_split, resolve_splits
 from edgecnn.errors import EdgecnnError
 from edgecnn.evaluate import accuracy
 from edgecnn.files import atomic_path, refuse_overwrite, write_json
-from edgecnn.quantize import ArrayReader, QuantConfig, int8_path, nhwc_layout, prepare, quantize_prepared, stem_nodes
+from edgecnn.layout import input_conv, nhwc_layout
+from edgecnn.quantize import ArrayReader, QuantConfig, int8_path, prepare, quantize_prepared, stem_nodes
 from edgecnn.runtime import META_QUANTIZATION, Session, load_onnx, read_metadata
 
 MAX_FLOAT_LAYERS = 6  # past this many float layers int8 rarely pays; the search stops
@@ -45,10 +46,15 @@ def decision_path_for(out: Path) -> Path:
 
 
 def candidate_configs(prepared: onnx.ModelProto) -> list[QuantConfig]:
-    """ORT's defaults, S8S8, and (for a thin-input first conv) the float-stem variants."""
+    """ORT's defaults, S8S8, for a thin-input first conv the float-stem variants, and for a 2- or
+    3-channel input (RGB) its channels padded to 4 (a 1-channel input padded runs slower than fp32)."""
     configs = [QuantConfig(), QuantConfig(types="s8s8")]
     if stem_nodes(prepared):
         configs += [QuantConfig(float_stem=True), QuantConfig(float_stem=True, keep_float_pool=True)]
+    conv = input_conv(prepared)
+    channels = next(i.dims[1] for i in prepared.graph.initializer if i.name == conv.input[1]) if conv else 0
+    if channels > 1 and channels % 4:
+        configs.append(QuantConfig(pad_input=True))
     return configs
 
 

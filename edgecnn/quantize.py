@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -26,6 +25,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from edgecnn.data import calibration_samples, resolve_split
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, refuse_overwrite
+from edgecnn.layout import fold_quantized_pad, nhwc_layout, pad_input_channels, tensor_consumers
 from edgecnn.runtime import META_QUANTIZATION, META_SESSION, Session, load_onnx, read_metadata
 
 FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
@@ -53,6 +53,7 @@ class QuantConfig:
     exclude: tuple[str, ...] = field(default_factory=tuple)
     float_stem: bool = False  # keep convs on 1-4 input channels (and their block) in float: slower in int8
     keep_float_pool: bool = False  # stop ORT moving the stem's quantize step above its pooling; hand over in NHWC
+    pad_input: bool = False  # zero-pad an RGB input to 4 channels: ORT's symmetric int8 kernel then runs the first conv
 
     def label(self) -> str:
         """A short name for tables: qdq/u8s8/pc/minmax+stem…"""
@@ -63,6 +64,7 @@ class QuantConfig:
         label = "/".join(parts)
         label += "+stem" if self.float_stem else ""
         label += "+pool" if self.keep_float_pool else ""
+        label += "+pad4" if self.pad_input else ""
         return label + (f"+{len(self.exclude)}float" if self.exclude else "")
 
     def check(self) -> None:
@@ -140,25 +142,10 @@ def prepare(model: Path, out: Path) -> Path:
     return out
 
 
-def _consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
-    """Tensor name → the nodes that read it."""
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    return consumers
-
-
-def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
-    """Tensor name → its inferred shape (0 for a dimension not known statically)."""
-    inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
-    return {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred}
-
-
 def stem_nodes(model: onnx.ModelProto) -> list[str]:
     """Convs reading 1-4 channels and the activation/pooling nodes that follow each one."""
     weights = {i.name: i.dims for i in model.graph.initializer}
-    consumers = _consumers(model)
+    consumers = tensor_consumers(model)
     names = []
     for node in model.graph.node:
         dims = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
@@ -170,88 +157,6 @@ def stem_nodes(model: onnx.ModelProto) -> list[str]:
             current = nxt[0]
             names.append(current.name)
     return names
-
-
-def nhwc_handover(model: onnx.ModelProto, float_nodes: list[str]) -> list[str]:
-    """After the float stem, where quantized nodes take over: a transpose to NHWC and back, a no-op
-    reshape between them. Returns the float nodes added (the first transpose, the reshape).
-
-    The reshape keeps ONNX Runtime from cancelling the pair. It then folds the first transpose
-    into the reorder out of its blocked fp32 layout and cancels the second against the one it
-    puts before its NHWC int8 convs: the hand-over to int8 skips a reorder to NCHW and a transpose.
-    """
-    in_float = set(float_nodes)
-    consumers, shapes = _consumers(model), _shapes(model)
-    inputs = {i.name for i in model.graph.input}
-    ends = []
-    for node in model.graph.node:  # the stem: a float block reading the model's input, to its last float node
-        if node.name in in_float and node.op_type == "Conv" and node.input[0] in inputs:
-            while len(nxt := consumers.get(node.output[0], [])) == 1 and nxt[0].name in in_float:
-                node = nxt[0]
-            ends.append(node)
-    added: list[str] = []
-    nodes = list(model.graph.node)
-    for node in ends:
-        out = node.output[0]
-        quantized = [c for c in consumers.get(out, []) if c.name not in in_float]
-        if not quantized or len(shapes.get(out, [])) != 4:  # images only: a Conv1d stem hands over as it is
-            continue
-        shape = f"{out}_hold_shape"
-        model.graph.initializer.append(numpy_helper.from_array(np.zeros(4, np.int64), shape))  # 0: keep that dim
-        block = [
-            helper.make_node("Transpose", [out], [f"{out}_nhwc"], perm=[0, 2, 3, 1], name=f"{node.name}_to_nhwc"),
-            helper.make_node("Reshape", [f"{out}_nhwc", shape], [f"{out}_hold"], name=f"{node.name}_nhwc_hold"),
-            helper.make_node("Transpose", [f"{out}_hold"], [f"{out}_nchw"], perm=[0, 3, 1, 2], name=f"{node.name}_to_nchw"),
-        ]
-        for consumer in quantized:
-            consumer.input[:] = [f"{out}_nchw" if i == out else i for i in consumer.input]
-        at = nodes.index(node) + 1
-        nodes[at:at] = block
-        added += [block[0].name, block[1].name]
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    return added
-
-
-def nhwc_flatten(model: onnx.ModelProto) -> int:
-    """Flatten → Gemm on a 4-D tensor becomes transpose to NHWC → Flatten → Gemm with its weight
-    columns permuted to match: the same numbers. Returns how many were rewritten.
-
-    ONNX Runtime runs int8 convs in NHWC and transposes back to NCHW before a Flatten; the
-    transpose added here cancels that one, so the dense layer reads the NHWC features as they are.
-    """
-    shapes, uses = _shapes(model), _consumers(model)
-    weights = {i.name: i for i in model.graph.initializer}
-    nodes, rewritten = list(model.graph.node), 0
-    for flatten in [n for n in nodes if n.op_type == "Flatten"]:
-        shape = shapes.get(flatten.input[0], [])
-        axis = next((a.i for a in flatten.attribute if a.name == "axis"), 1)
-        gemm = uses.get(flatten.output[0], [None])
-        if axis != 1 or len(shape) != 4 or 0 in shape[1:] or len(gemm) != 1 or gemm[0] is None or gemm[0].op_type != "Gemm":
-            continue
-        gemm = gemm[0]
-        trans_b = next((a.i for a in gemm.attribute if a.name == "transB"), 0)
-        weight = weights.get(gemm.input[1])
-        if weight is None or len(uses[weight.name]) != 1:
-            continue
-        _, c, h, w = shape
-        order = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)  # NHWC position → NCHW feature
-        array = numpy_helper.to_array(weight)
-        weight.CopyFrom(numpy_helper.from_array(array[:, order] if trans_b else array[order], weight.name))
-        name = f"{flatten.name}_nhwc"
-        nodes.insert(nodes.index(flatten), helper.make_node("Transpose", [flatten.input[0]], [name], perm=[0, 2, 3, 1], name=name))
-        flatten.input[0] = name
-        rewritten += 1
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    return rewritten
-
-
-def nhwc_layout(model: onnx.ModelProto, float_nodes: list[str]) -> list[str]:
-    """The float stem's NHWC hand-over and the dense layer's NHWC weights; returns the float nodes added."""
-    added = nhwc_handover(model, float_nodes)
-    nhwc_flatten(model)
-    return added
 
 
 def quantize_prepared(
@@ -267,12 +172,17 @@ def quantize_prepared(
     exclude = list(config.exclude) + (stem_nodes(model) if config.float_stem else [])
     if config.keep_float_pool:
         exclude += nhwc_layout(model, exclude)
-        prepared = prepared.with_name(f"{prepared.stem}.nhwc.onnx")
+    if config.pad_input:
+        pad_input_channels(model)
+    if config.keep_float_pool or config.pad_input:
+        prepared = prepared.with_name(f"{prepared.stem}.rewritten.onnx")
         onnx.save(model, str(prepared))
     input_name = model.graph.input[0].name
     with contextlib.redirect_stdout(io.StringIO()):  # entropy/percentile calibrators print progress
         _run_quantizer(prepared, target, config, input_name, x, exclude)
     quantized = onnx.load(str(target))
+    if config.pad_input:
+        fold_quantized_pad(quantized)
     record = {
         **asdict(config),
         "excluded_nodes": exclude,
