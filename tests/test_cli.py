@@ -144,3 +144,19 @@ def test_usage_errors_are_plain_lines():
     result = invoke("train", "digits", "--epochs", "many")
     assert result.exit_code == 2
     assert "Error: Invalid value for '--epochs'" in result.output and "╭" not in result.output
+
+
+def test_quantize_flags_reach_the_config(digits_run, tmp_path):
+    """Every layout knob of quantize is a flag, and what it did is in the int8 model's record."""
+    import onnx
+
+    from edgecnn.runtime import META_QUANTIZATION, read_metadata
+
+    out = tmp_path / "flags.int8.onnx"
+    result = invoke("quantize", digits_run / "model.fp32.onnx", "--calib", digits_run, "--samples", 32,
+                    "--float-stem", "--keep-float-pool", "--pad-input", "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    model = onnx.load(str(out))
+    record = json.loads(read_metadata(model)[META_QUANTIZATION])
+    assert record["float_stem"] and record["keep_float_pool"] and record["pad_input"]
+    assert {"input_channel_pad", "/2/MaxPool_to_nhwc"} <= {n.name for n in model.graph.node}
