@@ -30,7 +30,7 @@ from edgecnn.data import calibration_samples, resolve_split, resolve_splits
 from edgecnn.errors import EdgecnnError
 from edgecnn.evaluate import accuracy
 from edgecnn.files import atomic_path, refuse_overwrite, write_json
-from edgecnn.layout import input_conv, nhwc_layout
+from edgecnn.layout import apply_layouts, input_conv
 from edgecnn.quantize import ArrayReader, QuantConfig, int8_path, prepare, quantize_prepared, stem_nodes
 from edgecnn.runtime import META_QUANTIZATION, Session, load_onnx, read_metadata
 
@@ -75,8 +75,8 @@ def layer_errors(fp32_prepared: Path, qdq_model: Path, x: np.ndarray) -> list[di
     input_name = float_model.graph.input[0].name
     record = json.loads(read_metadata(model).get(META_QUANTIZATION, "{}"))
     with tempfile.TemporaryDirectory(prefix="edgecnn-debug-") as tmp:
-        if record.get("keep_float_pool"):  # the fp32 reference in the int8 model's layout, so tensors and weights match
-            nhwc_layout(float_model, record["excluded_nodes"])
+        if record.get("keep_float_pool") or record.get("pad_input"):  # the fp32 reference in the int8 model's layout
+            apply_layouts(float_model, record["excluded_nodes"], nhwc=record.get("keep_float_pool"), pad_input=record.get("pad_input"))
             fp32_prepared = Path(tmp) / "float-nhwc.onnx"
             onnx.save(float_model, str(fp32_prepared))
         aug_float, aug_qdq = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"

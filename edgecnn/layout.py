@@ -169,3 +169,11 @@ def fold_quantized_pad(model: onnx.ModelProto) -> bool:
     del model.graph.node[:]
     model.graph.node.extend(kept)
     return True
+
+
+def apply_layouts(model: onnx.ModelProto, float_nodes: list[str], nhwc: bool, pad_input: bool) -> list[str]:
+    """The rewrites a quantization config asks for; returns the float nodes they add."""
+    added = nhwc_layout(model, float_nodes) if nhwc else []
+    if pad_input:
+        pad_input_channels(model)
+    return added

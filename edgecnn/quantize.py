@@ -25,7 +25,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from edgecnn.data import calibration_samples, resolve_split
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, refuse_overwrite
-from edgecnn.layout import fold_quantized_pad, nhwc_layout, pad_input_channels, tensor_consumers
+from edgecnn.layout import apply_layouts, fold_quantized_pad, tensor_consumers
 from edgecnn.runtime import META_QUANTIZATION, META_SESSION, Session, load_onnx, read_metadata
 
 FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
@@ -170,10 +170,7 @@ def quantize_prepared(
     """Quantize a pre-processed model into `target` and write edgecnn's metadata into it."""
     model = onnx.load(str(prepared))
     exclude = list(config.exclude) + (stem_nodes(model) if config.float_stem else [])
-    if config.keep_float_pool:
-        exclude += nhwc_layout(model, exclude)
-    if config.pad_input:
-        pad_input_channels(model)
+    exclude += apply_layouts(model, exclude, nhwc=config.keep_float_pool, pad_input=config.pad_input)
     if config.keep_float_pool or config.pad_input:
         prepared = prepared.with_name(f"{prepared.stem}.rewritten.onnx")
         onnx.save(model, str(prepared))

@@ -101,3 +101,8 @@ def test_rgb_input_padded_to_four_channels_computes_the_same(tmp_path):
     producer = {o: n for n in graph.node for o in n.output}
     assert producer[pad.input[0]].op_type == "QuantizeLinear" and len(pad.input) == 3  # uint8 in, its zero point as the value
     assert np.array_equal(Session(pad4["model"]).run(x[:4]), Session(plain["model"]).run(x[:4]))
+    from edgecnn.autoquant import debug_layers
+
+    layers = debug_layers(pad4["model"], tmp_path / "rgb.onnx", data=tmp_path / "calib.npz", samples=4)["layers"]
+    assert any(r["op"].startswith("Pad+Conv") for r in layers)  # the fp32 reference is padded the same way
+    assert all(r["output_sqnr_db"] > 10 for r in layers)  # every padded-model tensor found its fp32 twin
