@@ -30,7 +30,7 @@ from edgecnn.data import calibration_samples, resolve_split, resolve_splits
 from edgecnn.errors import EdgecnnError
 from edgecnn.evaluate import accuracy
 from edgecnn.files import atomic_path, refuse_overwrite, write_json
-from edgecnn.layout import apply_layouts, input_conv
+from edgecnn.layout import apply_layouts, input_channels
 from edgecnn.quantize import ArrayReader, QuantConfig, int8_path, prepare, quantize_prepared, stem_nodes
 from edgecnn.runtime import META_QUANTIZATION, Session, load_onnx, read_metadata
 
@@ -51,8 +51,7 @@ def candidate_configs(prepared: onnx.ModelProto) -> list[QuantConfig]:
     configs = [QuantConfig(), QuantConfig(types="s8s8")]
     if stem_nodes(prepared):
         configs += [QuantConfig(float_stem=True), QuantConfig(float_stem=True, keep_float_pool=True)]
-    conv = input_conv(prepared)
-    channels = next(i.dims[1] for i in prepared.graph.initializer if i.name == conv.input[1]) if conv else 0
+    channels = input_channels(prepared)
     if channels > 1 and channels % 4:
         configs.append(QuantConfig(pad_input=True))
     return configs
@@ -173,9 +172,10 @@ def auto_quantize(
             if config.format == "qdq":
                 ranking = layer_errors(prepared, best["model"], x[:64])
             present = {n.name for n in prepared_model.graph.node}
+            stem = set(stem_nodes(prepared_model) if config.float_stem else ())
             layers = 0
             for row in ranking:
-                in_float = set(config.exclude) | set(stem_nodes(prepared_model) if config.float_stem else ())
+                in_float = stem | set(config.exclude)
                 newly = [n for n in row["nodes"] if n in present and n not in in_float]
                 if not newly:  # already float (a float stem's block): its error is where int8 begins
                     continue

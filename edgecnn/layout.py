@@ -104,22 +104,22 @@ def nhwc_flatten(model: onnx.ModelProto) -> int:
     return rewritten
 
 
-def nhwc_layout(model: onnx.ModelProto, float_nodes: list[str]) -> list[str]:
-    """The float stem's NHWC hand-over and the dense layer's NHWC weights; returns the float nodes added."""
-    added = nhwc_handover(model, float_nodes)
-    nhwc_flatten(model)
-    return added
-
-
-def input_conv(model: onnx.ModelProto) -> onnx.NodeProto | None:
-    """The ungrouped conv reading the model's 4-D input directly, if there is one."""
+def input_conv(model: onnx.ModelProto) -> tuple[onnx.NodeProto, onnx.TensorProto] | None:
+    """The ungrouped conv reading the model's 4-D input directly, with its weight, if there is one."""
     inputs = {i.name for i in model.graph.input}
-    weights = {i.name: i.dims for i in model.graph.initializer}
+    weights = {i.name: i for i in model.graph.initializer}
     for node in model.graph.node:
         group = next((a.i for a in node.attribute if a.name == "group"), 1)
-        if node.op_type == "Conv" and node.input[0] in inputs and group == 1 and len(weights.get(node.input[1], [])) == 4:
-            return node
+        weight = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        if weight is not None and node.input[0] in inputs and group == 1 and len(weight.dims) == 4:
+            return node, weight
     return None
+
+
+def input_channels(model: onnx.ModelProto) -> int:
+    """The input channels the first conv reads, or 0 without one."""
+    found = input_conv(model)
+    return found[1].dims[1] if found else 0
 
 
 def pad_input_channels(model: onnx.ModelProto) -> bool:
@@ -128,11 +128,9 @@ def pad_input_channels(model: onnx.ModelProto) -> bool:
     ORT's symmetric int8 conv kernel takes input channels in fours; an RGB stem otherwise falls
     back to a slower im2col path. Returns False where the first conv already fits (or is absent).
     """
-    conv = input_conv(model)
-    weights = {i.name: i for i in model.graph.initializer}
-    if conv is None or weights[conv.input[1]].dims[1] % 4 == 0:
+    if input_channels(model) % 4 == 0:
         return False
-    weight = weights[conv.input[1]]
+    conv, weight = input_conv(model)
     array = numpy_helper.to_array(weight)
     extra = -array.shape[1] % 4
     padded = np.concatenate([array, np.zeros((array.shape[0], extra, *array.shape[2:]), array.dtype)], axis=1)
@@ -159,7 +157,8 @@ def fold_quantized_pad(model: onnx.ModelProto) -> bool:
     if dequantize is None or dequantize.op_type != "DequantizeLinear" or len(after) != 1 or after[0].op_type != "QuantizeLinear":
         return False
     quantize = after[0]
-    values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    params = {*dequantize.input[1:3], *quantize.input[1:3]}  # scales and zero points: not the weights
+    values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer if i.name in params}
     if any(not np.array_equal(values[a], values[b]) for a, b in zip(dequantize.input[1:3], quantize.input[1:3])):
         return False
     pad.input[:] = [dequantize.input[0], pad.input[1], dequantize.input[2]]  # the zero point is the padded value
@@ -172,8 +171,14 @@ def fold_quantized_pad(model: onnx.ModelProto) -> bool:
 
 
 def apply_layouts(model: onnx.ModelProto, float_nodes: list[str], nhwc: bool, pad_input: bool) -> list[str]:
-    """The rewrites a quantization config asks for; returns the float nodes they add."""
-    added = nhwc_layout(model, float_nodes) if nhwc else []
+    """The rewrites a quantization config asks for; returns the float nodes they add.
+
+    `nhwc`: the float stem's hand-over and the dense layer's weights in NHWC order.
+    `pad_input`: the input's channels padded to a multiple of 4.
+    """
+    added = nhwc_handover(model, float_nodes) if nhwc else []
+    if nhwc:
+        nhwc_flatten(model)
     if pad_input:
         pad_input_channels(model)
     return added

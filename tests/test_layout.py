@@ -10,7 +10,7 @@ import pytest
 
 from edgecnn.data import load_dataset
 from edgecnn.export import export_onnx
-from edgecnn.layout import nhwc_flatten, nhwc_layout
+from edgecnn.layout import apply_layouts, nhwc_flatten
 from edgecnn.nets import build_net
 from edgecnn.quantize import QuantConfig, quantize_model, stem_nodes
 from edgecnn.runtime import META_QUANTIZATION, Session, read_metadata
@@ -50,13 +50,13 @@ def test_nhwc_flatten_permutes_the_dense_weights_to_match(digits_run):
     assert np.allclose(rewritten, Session(digits_run / "model.fp32.onnx").predict(x), atol=1e-5)
 
 
-def test_nhwc_layout_leaves_a_conv1d_stem_as_it_is(tmp_path):
+def test_nhwc_layouts_leave_a_conv1d_stem_as_it_is(tmp_path):
     """The hand-over is for images: a 1-D signal net keeps its graph and still quantizes."""
     x = np.random.default_rng(0).standard_normal((16, 1, 40)).astype(np.float32)
     export_onnx(build_net("seq1d_cnn"), get_recipe("seq1d"), tmp_path / "seq.onnx", x)
     model = onnx.load(str(tmp_path / "seq.onnx"))
     before = [n.op_type for n in model.graph.node]
-    assert stem_nodes(model) and nhwc_layout(model, stem_nodes(model)) == []
+    assert stem_nodes(model) and apply_layouts(model, stem_nodes(model), nhwc=True, pad_input=False) == []
     assert [n.op_type for n in model.graph.node] == before
     np.savez(tmp_path / "calib.npz", x=x, y=np.zeros(16, np.int64))
     out = quantize_model(tmp_path / "seq.onnx", QuantConfig(float_stem=True, keep_float_pool=True), calib=tmp_path / "calib.npz",
