@@ -7,6 +7,7 @@ provider and batch, all candidates interleaved with fp32 in one run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import onnx
 from onnxruntime.quantization.qdq_loss_debug import (
+    DEQUANT_OUTPUT_SUFFIX,
     collect_activations,
     compute_activation_error,
     compute_weight_error,
@@ -33,6 +35,7 @@ from edgecnn.files import atomic_path, refuse_overwrite, write_json
 from edgecnn.layout import apply_layouts, input_channels
 from edgecnn.quantize import ArrayReader, QuantConfig, int8_path, prepare, quantize_prepared, stem_nodes
 from edgecnn.runtime import META_QUANTIZATION, Session, load_onnx, read_metadata
+from edgecnn.s2dstem import find_s2d_stem
 
 MAX_FLOAT_LAYERS = 6  # past this many float layers int8 rarely pays; the search stops
 
@@ -46,11 +49,15 @@ def decision_path_for(out: Path) -> Path:
 
 
 def candidate_configs(prepared: onnx.ModelProto) -> list[QuantConfig]:
-    """ORT's defaults, S8S8, for a thin-input first conv the float-stem variants, and for a 2- or
-    3-channel input (RGB) its channels padded to 4 (a 1-channel input padded runs slower than fp32)."""
+    """ORT's defaults, S8S8, for a thin-input first conv the float-stem variants, for a conv → pool
+    stem the int8 space-to-depth stem, and for a 2- or 3-channel input (RGB) its channels padded
+    to 4 (a 1-channel input padded runs slower than fp32)."""
     configs = [QuantConfig(), QuantConfig(types="s8s8")]
     if stem_nodes(prepared):
         configs += [QuantConfig(float_stem=True), QuantConfig(float_stem=True, keep_float_pool=True)]
+    with contextlib.suppress(EdgecnnError):  # only where the first conv block fits the rewrite
+        find_s2d_stem(prepared)
+        configs.append(QuantConfig(s2d_stem=True))
     channels = input_channels(prepared)
     if channels > 1 and channels % 4:
         configs.append(QuantConfig(pad_input=True))
@@ -74,8 +81,9 @@ def layer_errors(fp32_prepared: Path, qdq_model: Path, x: np.ndarray) -> list[di
     input_name = float_model.graph.input[0].name
     record = json.loads(read_metadata(model).get(META_QUANTIZATION, "{}"))
     with tempfile.TemporaryDirectory(prefix="edgecnn-debug-") as tmp:
-        if record.get("keep_float_pool") or record.get("pad_input"):  # the fp32 reference in the int8 model's layout
-            apply_layouts(float_model, record["excluded_nodes"], nhwc=record.get("keep_float_pool"), pad_input=record.get("pad_input"))
+        nhwc = record.get("keep_float_pool") or record.get("s2d_stem")
+        if nhwc or record.get("pad_input"):  # the fp32 reference in the int8 model's layout
+            apply_layouts(float_model, record["excluded_nodes"], nhwc=nhwc, pad_input=record.get("pad_input"))
             fp32_prepared = Path(tmp) / "float-nhwc.onnx"
             onnx.save(float_model, str(fp32_prepared))
         aug_float, aug_qdq = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
@@ -85,6 +93,10 @@ def layer_errors(fp32_prepared: Path, qdq_model: Path, x: np.ndarray) -> list[di
         qdq_acts = collect_activations(str(aug_qdq), ArrayReader(input_name, x))
         weight_err = compute_weight_error(create_weight_matching(str(fp32_prepared), str(qdq_model)))
     matching = create_activation_matching(qdq_acts, float_acts)
+    if record.get("s2d_stem"):  # the int8 stem's output: quantized from the start, no float tensor to pair with
+        stem_out = find_s2d_stem(float_model).output
+        values = qdq_acts[stem_out + DEQUANT_OUTPUT_SUFFIX]
+        matching[stem_out] = {"pre_qdq": values, "post_qdq": values, "float": float_acts[stem_out]}
     both = {name: match for name, match in matching.items() if "float" in match}  # tensors only the int8 model has
     cross = {name: err["xmodel_err"] for name, err in compute_activation_error(both).items() if "xmodel_err" in err}
     producer = {out: node for node in float_model.graph.node for out in node.output}
@@ -173,12 +185,13 @@ def auto_quantize(
                 ranking = layer_errors(prepared, best["model"], x[:64])
             present = {n.name for n in prepared_model.graph.node}
             stem = set(stem_nodes(prepared_model) if config.float_stem else ())
+            s2d = set(find_s2d_stem(prepared_model).nodes if config.s2d_stem else ())
             layers = 0
             for row in ranking:
                 in_float = stem | set(config.exclude)
                 newly = [n for n in row["nodes"] if n in present and n not in in_float]
-                if not newly:  # already float (a float stem's block): its error is where int8 begins
-                    continue
+                if not newly or s2d & set(newly):  # already float (a float stem's block): its error is where int8
+                    continue  # begins; the int8 stem's float twin is a candidate of its own, tried already
                 config = dataclasses.replace(config, exclude=(*config.exclude, *newly))
                 layers += 1
                 if attempt(config)["within_budget"] or layers == MAX_FLOAT_LAYERS:

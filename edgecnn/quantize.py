@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -27,6 +28,7 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, refuse_overwrite
 from edgecnn.layout import apply_layouts, fold_quantized_pad, tensor_consumers
 from edgecnn.runtime import META_QUANTIZATION, META_SESSION, Session, load_onnx, read_metadata
+from edgecnn.s2dstem import find_s2d_stem, int8_s2d_stem
 
 FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
@@ -54,6 +56,7 @@ class QuantConfig:
     float_stem: bool = False  # keep convs on 1-4 input channels (and their block) in float: slower in int8
     keep_float_pool: bool = False  # stop ORT moving the stem's quantize step above its pooling; hand over in NHWC
     pad_input: bool = False  # zero-pad an RGB input to 4 channels: ORT's symmetric int8 kernel then runs the first conv
+    s2d_stem: bool = False  # the first conv + 2×2 pool in int8 as a space-to-depth conv over the pool's phases
 
     def label(self) -> str:
         """A short name for tables: qdq/u8s8/pc/minmax+stem…"""
@@ -65,6 +68,7 @@ class QuantConfig:
         label += "+stem" if self.float_stem else ""
         label += "+pool" if self.keep_float_pool else ""
         label += "+pad4" if self.pad_input else ""
+        label += "+s2d" if self.s2d_stem else ""
         return label + (f"+{len(self.exclude)}float" if self.exclude else "")
 
     def check(self) -> None:
@@ -77,6 +81,8 @@ class QuantConfig:
                 raise EdgecnnError(f"unknown {what} {value!r} (accepted: {', '.join(accepted)})")
         if self.keep_float_pool and not self.float_stem:
             raise EdgecnnError("--keep-float-pool (keep_float_pool) applies to a float stem; add --float-stem (float_stem=True)")
+        if self.s2d_stem and (self.float_stem or self.pad_input or self.dynamic or self.types == "u8u8"):
+            raise EdgecnnError("--s2d-stem (s2d_stem) quantizes the stem itself: static u8s8 or s8s8 only, without --float-stem, --pad-input or --dynamic")
 
 
 def int8_path(model: Path) -> Path:
@@ -170,16 +176,24 @@ def quantize_prepared(
     """Quantize a pre-processed model into `target` and write edgecnn's metadata into it."""
     model = onnx.load(str(prepared))
     exclude = list(config.exclude) + (stem_nodes(model) if config.float_stem else [])
-    exclude += apply_layouts(model, exclude, nhwc=config.keep_float_pool, pad_input=config.pad_input)
-    if config.keep_float_pool or config.pad_input:
+    exclude += apply_layouts(model, exclude, nhwc=config.keep_float_pool or config.s2d_stem, pad_input=config.pad_input)
+    if config.keep_float_pool or config.pad_input or config.s2d_stem:
         prepared = prepared.with_name(f"{prepared.stem}.rewritten.onnx")
         onnx.save(model, str(prepared))
+    stem = find_s2d_stem(model) if config.s2d_stem else None
+    if stem and set(stem.nodes) & set(exclude):
+        raise EdgecnnError(f"--s2d-stem quantizes {', '.join(stem.nodes)}; they cannot also be excluded")
     input_name = model.graph.input[0].name
     with contextlib.redirect_stdout(io.StringIO()):  # entropy/percentile calibrators print progress
-        _run_quantizer(prepared, target, config, input_name, x, exclude)
+        _run_quantizer(prepared, target, config, input_name, x, exclude + list(stem.nodes if stem else ()))
     quantized = onnx.load(str(target))
     if config.pad_input:
         fold_quantized_pad(quantized)
+    if stem:
+        weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        conv = next(n for n in model.graph.node if n.name == stem.nodes[0])
+        bias = weights[conv.input[2]] if len(conv.input) > 2 and conv.input[2] else np.zeros(weights[conv.input[1]].shape[0], np.float32)
+        int8_s2d_stem(quantized, stem, weights[conv.input[1]], bias, x, config.per_channel, config.reduce_range)
     record = {
         **asdict(config),
         "excluded_nodes": exclude,
