@@ -265,6 +265,8 @@ def count_macs(model: onnx.ModelProto) -> int:
             continue
         weight = shapes.get(node.input[weight_index[node.op_type]])
         out = shapes.get(node.output[0])
+        if out and not out[0]:  # a batch left symbolic (a shape written into the model): one sample
+            out = [1, *out[1:]]
         if not weight or not out or 0 in out:
             continue
         if "Conv" in node.op_type:

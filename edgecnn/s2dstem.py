@@ -21,7 +21,6 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.layout import input_conv, tensor_consumers
 
 REQUIREMENT = "the first conv (stride 1, odd kernel, no dilation or groups) then an optional ReLU and a 2×2 max pool of stride 2, on an even padded height and width"
-_ONNX_TYPES = {np.dtype(np.uint8): onnx.TensorProto.UINT8, np.dtype(np.int8): onnx.TensorProto.INT8}
 
 
 @dataclass(frozen=True)
@@ -51,14 +50,16 @@ def find_s2d_stem(model: onnx.ModelProto) -> S2dStem:
     if _ints(conv, "strides", [1, 1]) != [1, 1] or _ints(conv, "dilations", [1, 1]) != [1, 1] or kh % 2 == 0 or kw % 2 == 0:
         raise EdgecnnError(f"--s2d-stem needs {REQUIREMENT}; {conv.name} has a {kh}×{kw} kernel, strides {_ints(conv, 'strides', [1, 1])}, dilations {_ints(conv, 'dilations', [1, 1])}")
     consumers = tensor_consumers(model)
-    chain = [conv]
-    while len(nxt := consumers.get(chain[-1].output[0], [])) == 1 and nxt[0].op_type == "Relu" and len(chain) == 1:
-        chain.append(nxt[0])
-    pool = consumers.get(chain[-1].output[0], [])
-    if len(pool) != 1 or not _is_2x2_pool(pool[0]):
+    chain, after = [conv], consumers.get(conv.output[0], [])
+    if len(after) == 1 and after[0].op_type == "Relu":
+        chain.append(after[0])
+        after = consumers.get(after[0].output[0], [])
+    if len(after) != 1 or not _is_2x2_pool(after[0]):
         raise EdgecnnError(f"--s2d-stem needs {REQUIREMENT}; {conv.name} is not followed by one")
-    chain.append(pool[0])
+    chain.append(after[0])
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    if 0 in dims[1:]:
+        raise EdgecnnError(f"--s2d-stem needs a fixed input size; the model's input is {dims[1:]} (0: not fixed)")
     auto_pad = next((a.s.decode() for a in conv.attribute if a.name == "auto_pad"), "NOTSET")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):  # odd kernel, stride 1: the same on both sides
         top = bottom = (kh - 1) // 2
@@ -68,7 +69,7 @@ def find_s2d_stem(model: onnx.ModelProto) -> S2dStem:
     else:
         top, left, bottom, right = _ints(conv, "pads", [0, 0, 0, 0])
     height, width = dims[2] + top + bottom, dims[3] + left + right
-    if 0 in dims[1:] or height % 2 or width % 2:
+    if height % 2 or width % 2:
         raise EdgecnnError(f"--s2d-stem needs {REQUIREMENT}; the padded input is {height}×{width}")
     return S2dStem(
         nodes=tuple(n.name for n in chain),
@@ -193,6 +194,12 @@ def int8_s2d_stem(
         helper.make_node("Reshape", [f"{name}_pooled4", f"{name}_pooled_shape"], [f"{name}_pooled"], name=f"{name}_pooled"),
         helper.make_node("Transpose", [f"{name}_pooled"], [handover.output[0]], perm=[0, 3, 1, 2], name=f"{name}_to_nchw"),
     ]
+    batch = quantized.graph.input[0].type.tensor_type.shape.dim[0]
+    batch = batch.dim_param or batch.dim_value or None
+    quantized.graph.value_info.extend(  # the contrib ops' shapes, which onnx's shape inference cannot know
+        helper.make_tensor_value_info(tensor, qtype, [batch, *shape])
+        for tensor, shape in ((f"{name}_phases", [oh, ow, 4 * m]), (f"{name}_pooled4", [oh * ow, 1, m]))
+    )
     replaced = set(stem.nodes) | {handover.name}
     kept = [n for n in nodes if n.name not in replaced]
     del quantized.graph.node[:]

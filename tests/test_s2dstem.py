@@ -14,7 +14,7 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.export import export_onnx
 from edgecnn.nets import build_net
 from edgecnn.quantize import QuantConfig, quantize_model
-from edgecnn.runtime import META_QUANTIZATION, Session, read_metadata
+from edgecnn.runtime import META_QUANTIZATION, Session, count_macs, read_metadata
 from edgecnn.s2dstem import find_s2d_stem, phase_weights
 from recipes import get_recipe
 
@@ -57,6 +57,8 @@ def test_digits_s2d_stem_predicts_as_the_float_stem(digits_run, tmp_path):
     assert {"s2d_stem_pad", "s2d_stem_conv", "s2d_stem_pool"} <= names and not {"/0/Conv", "/1/Relu", "/2/MaxPool"} & names
     record = json.loads(read_metadata(model)[META_QUANTIZATION])
     assert record["s2d_stem"] and record["excluded_nodes"] == []
+    fp32_macs = count_macs(onnx.load(str(digits_run / "model.fp32.onnx")))
+    assert count_macs(model) == fp32_macs - 8 * 8 * 8 * 9 + 4 * 4 * 32 * 16  # the 8×8 stem conv became a 4×4 phase conv
     x = load_dataset("digits").test.x
     ours, theirs = Session(s2d["model"]).predict(x), Session(stem["model"]).predict(x)
     assert (ours.argmax(1) == theirs.argmax(1)).mean() >= 0.98
