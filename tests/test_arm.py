@@ -66,3 +66,16 @@ def test_aarch64_onnxruntime_under_qemu_matches_the_host(digits_run, variant, cp
         assert report["bit_exact"]
     else:
         assert report["max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not all(p.is_dir() for p in arm._paths(arm.cache_dir())), reason="no arm64 cache: edgecnn verify-arm MODEL --setup")
+def test_the_int8_s2d_stem_is_bit_exact_on_aarch64(digits_run, tmp_path):
+    """The space-to-depth stem is written with ORT's NHWC contrib ops; aarch64 runs them to the same bits."""
+    from edgecnn.quantize import QuantConfig, quantize_model
+
+    out = quantize_model(digits_run / "model.fp32.onnx", QuantConfig(s2d_stem=True), calib=digits_run, samples=64, out=tmp_path / "s2d.int8.onnx")
+    result = invoke("verify-arm", out["model"], "--cpu", "pi4", "--data", digits_run, "--samples", 64, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["bit_exact"] and report["top1_agreement"] == 1.0
