@@ -75,11 +75,11 @@ def layer_errors(fp32_prepared: Path, qdq_model: Path, x: np.ndarray) -> list[di
     counterpart (a conv fused with its ReLU) count with the layer that follows them.
     """
     model = load_onnx(qdq_model)
-    if not any(n.op_type == "QuantizeLinear" for n in model.graph.node):
-        raise EdgecnnError(f"{qdq_model} has no QuantizeLinear nodes; layer errors need a QDQ-format int8 model")
+    record = json.loads(read_metadata(model).get(META_QUANTIZATION, "{}"))
+    if not any(n.op_type == "QuantizeLinear" for n in model.graph.node) or record.get("format") == "qoperator":
+        raise EdgecnnError(f"{qdq_model} is not a QDQ-format int8 model; layer errors need one (quantize --format qdq)")
     float_model = onnx.load(str(fp32_prepared))
     input_name = float_model.graph.input[0].name
-    record = json.loads(read_metadata(model).get(META_QUANTIZATION, "{}"))
     with tempfile.TemporaryDirectory(prefix="edgecnn-debug-") as tmp:
         nhwc = record.get("keep_float_pool") or record.get("s2d_stem")
         if nhwc or record.get("pad_input"):  # the fp32 reference in the int8 model's layout
@@ -93,8 +93,8 @@ def layer_errors(fp32_prepared: Path, qdq_model: Path, x: np.ndarray) -> list[di
         qdq_acts = collect_activations(str(aug_qdq), ArrayReader(input_name, x))
         weight_err = compute_weight_error(create_weight_matching(str(fp32_prepared), str(qdq_model)))
     matching = create_activation_matching(qdq_acts, float_acts)
-    if record.get("s2d_stem"):  # the int8 stem's output: quantized from the start, no float tensor to pair with
-        stem_out = find_s2d_stem(float_model).output
+    stem_out = find_s2d_stem(float_model).output if record.get("s2d_stem") else None
+    if stem_out and stem_out + DEQUANT_OUTPUT_SUFFIX in qdq_acts:  # the int8 stem's output: no float tensor before its quantize
         values = qdq_acts[stem_out + DEQUANT_OUTPUT_SUFFIX]
         matching[stem_out] = {"pre_qdq": values, "post_qdq": values, "float": float_acts[stem_out]}
     both = {name: match for name, match in matching.items() if "float" in match}  # tensors only the int8 model has

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -190,10 +189,7 @@ def quantize_prepared(
     if config.pad_input:
         fold_quantized_pad(quantized)
     if stem:
-        weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-        conv = next(n for n in model.graph.node if n.name == stem.nodes[0])
-        bias = weights[conv.input[2]] if len(conv.input) > 2 and conv.input[2] else np.zeros(weights[conv.input[1]].shape[0], np.float32)
-        int8_s2d_stem(quantized, stem, weights[conv.input[1]], bias, x, config.per_channel, config.reduce_range)
+        int8_s2d_stem(quantized, model, stem, x, config.per_channel, config.reduce_range)
     record = {
         **asdict(config),
         "excluded_nodes": exclude,

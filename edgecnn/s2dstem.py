@@ -29,6 +29,8 @@ class S2dStem:
 
     nodes: tuple[str, ...]  # conv, [relu,] pool
     output: str  # the pool's output
+    weight: str  # the conv's initializers
+    bias: str | None
     relu: bool
     channels: int
     height: int  # padded
@@ -74,6 +76,8 @@ def find_s2d_stem(model: onnx.ModelProto) -> S2dStem:
     return S2dStem(
         nodes=tuple(n.name for n in chain),
         output=chain[-1].output[0],
+        weight=weight.name,
+        bias=conv.input[2] if len(conv.input) > 2 and conv.input[2] else None,
         relu=len(chain) == 3,
         channels=dims[1],
         height=height,
@@ -128,14 +132,18 @@ def _space_to_depth_nhwc(source: str, target: str, height: int, width: int, chan
 
 
 def int8_s2d_stem(
-    quantized: onnx.ModelProto, stem: S2dStem, weight: np.ndarray, bias: np.ndarray, x: np.ndarray, per_channel: bool, reduce_range: bool
+    quantized: onnx.ModelProto, source: onnx.ModelProto, stem: S2dStem, x: np.ndarray, per_channel: bool, reduce_range: bool
 ) -> None:
-    """Replace the float stem block and the quantize after it with the int8 space-to-depth stem.
+    """Replace the float stem block of `quantized` and the quantize after it with the int8
+    space-to-depth stem, its weights taken from the fp32 `source`.
 
     The input is quantized with its calibration range, weights symmetric int8 (per output channel
     or per tensor) and the bias int32, as onnxruntime.quantization does. The stem's output keeps
     the scale and zero point calibrated for it, so everything after it is unchanged.
     """
+    arrays = {i.name: numpy_helper.to_array(i) for i in source.graph.initializer if i.name in (stem.weight, stem.bias)}
+    weight = arrays[stem.weight]
+    bias = arrays[stem.bias] if stem.bias else np.zeros(len(weight), np.float32)
     nodes = list(quantized.graph.node)
     handover = [n for n in tensor_consumers(quantized).get(stem.output, []) if n.op_type == "QuantizeLinear"]
     if len(handover) != 1:

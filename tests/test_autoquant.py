@@ -49,6 +49,7 @@ def test_candidates_include_stem_variants_only_for_thin_inputs(digits_run):
     labels = [c.label() for c in candidate_configs(model)]
     assert "qdq/u8s8/pc/minmax+stem+pool" in labels
     assert not any(label.endswith("+pad4") for label in labels)  # one input channel: padding it to 4 is slower
+    assert "qdq/u8s8/pc/minmax+s2d" in labels  # conv → ReLU → 2×2 pool: the int8 space-to-depth stem fits
 
 
 def test_debug_ranks_layers_worst_first(digits_run):
@@ -75,8 +76,12 @@ def test_debug_and_auto_errors(digits_run, tmp_path):
         debug_layers(digits_run / "model.int8.onnx", fp32_model=tmp_path / "none.onnx")
     not_int8 = tmp_path / "model.int8.onnx"
     shutil.copyfile(digits_run / "model.fp32.onnx", not_int8)
-    with pytest.raises(EdgecnnError, match="no QuantizeLinear"):
+    with pytest.raises(EdgecnnError, match="not a QDQ-format int8 model"):
         debug_layers(not_int8, fp32_model=digits_run / "model.fp32.onnx", data=digits_run)
+    qoperator = quantize_model(digits_run / "model.fp32.onnx", QuantConfig(format="qoperator"), calib=digits_run, samples=32,
+                               out=tmp_path / "qop.int8.onnx")
+    with pytest.raises(EdgecnnError, match="quantize --format qdq"):  # its Q/DQ pairs are fused away: nothing to rank
+        debug_layers(qoperator["model"], fp32_model=digits_run / "model.fp32.onnx", data=digits_run)
     with pytest.raises(EdgecnnError, match="--max-drop"):
         auto_quantize(digits_run / "model.fp32.onnx", max_drop=-1)
 
