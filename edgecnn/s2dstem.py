@@ -131,6 +131,25 @@ def _space_to_depth_nhwc(source: str, target: str, height: int, width: int, chan
     ], shapes
 
 
+def _input_quantization(x: np.ndarray, qtype: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and zero point of the model input over its calibration range, as MinMax calibration gives them."""
+    qmin, qmax = get_qmin_qmax_for_qType(qtype)
+    zero, scale = compute_scale_zp(np.minimum(x.min(), 0).astype(np.float32), np.maximum(x.max(), 0).astype(np.float32), qmin, qmax)
+    return np.array(scale, np.float32), np.array(zero, np.uint8 if qtype == onnx.TensorProto.UINT8 else np.int8)
+
+
+def _weight_quantization(
+    weight: np.ndarray, bias: np.ndarray, in_scale: np.ndarray, per_channel: bool, reduce_range: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Symmetric int8 weights with their scale per output channel (one value repeated when per
+    tensor), and the bias in int32 on the input scale × weight scale."""
+    wmin, wmax = get_qmin_qmax_for_qType(onnx.TensorProto.INT8, reduce_range=reduce_range, symmetric=True)
+    absmax = np.abs(weight).reshape(len(weight), -1).max(axis=1) if per_channel else np.full(len(weight), np.abs(weight).max())
+    scale = np.where(absmax > 0, absmax / wmax, 1.0).astype(np.float32)
+    quantized = np.clip(np.round(weight / scale[:, None, None, None]), wmin, wmax).astype(np.int8)
+    return quantized, scale, np.round(bias / (in_scale * scale)).astype(np.int32)
+
+
 def int8_s2d_stem(
     quantized: onnx.ModelProto, source: onnx.ModelProto, stem: S2dStem, x: np.ndarray, per_channel: bool, reduce_range: bool
 ) -> None:
@@ -154,15 +173,8 @@ def int8_s2d_stem(
     if stem.relu and out_zero != np.iinfo(out_zero.dtype).min:  # saturation at the zero point is the ReLU
         raise EdgecnnError(f"--s2d-stem: the stem's output zero point {out_zero} does not make the ReLU exact")
     qtype = onnx.TensorProto.UINT8 if out_zero.dtype == np.uint8 else onnx.TensorProto.INT8
-    qmin, qmax = get_qmin_qmax_for_qType(qtype)
-    in_zero, in_scale = compute_scale_zp(np.minimum(x.min(), 0).astype(np.float32), np.maximum(x.max(), 0).astype(np.float32), qmin, qmax)
-    in_zero = np.array(in_zero, out_zero.dtype)
-    in_scale = np.array(in_scale, np.float32)
-    wmin, wmax = get_qmin_qmax_for_qType(onnx.TensorProto.INT8, reduce_range=reduce_range, symmetric=True)
-    absmax = np.abs(weight).reshape(len(weight), -1).max(axis=1) if per_channel else np.full(len(weight), np.abs(weight).max())
-    w_scale = np.where(absmax > 0, absmax / wmax, 1.0).astype(np.float32)
-    w_int = np.clip(np.round(weight / w_scale[:, None, None, None]), wmin, wmax).astype(np.int8)
-    b_int = np.round(bias / (in_scale * w_scale)).astype(np.int32)
+    in_scale, in_zero = _input_quantization(x, qtype)
+    w_int, w_scale, b_int = _weight_quantization(weight, bias, in_scale, per_channel, reduce_range)
     m, c, h, w = len(weight), stem.channels, stem.height // 2, stem.width // 2
     kh, kw = weight.shape[2] // 2 + 1, weight.shape[3] // 2 + 1
     oh, ow = h - kh + 1, w - kw + 1
@@ -178,8 +190,8 @@ def int8_s2d_stem(
         f"{name}_phases_shape": np.array([-1, oh * ow, 4, m], np.int64),
         f"{name}_pooled_shape": np.array([-1, oh, ow, m], np.int64),
     }
-    source = quantized.graph.input[0].name
-    block = [helper.make_node("QuantizeLinear", [source, f"{name}_x_scale", f"{name}_x_zero_point"], [f"{name}_xq"], name=f"{name}_quantize")]
+    model_input = quantized.graph.input[0].name
+    block = [helper.make_node("QuantizeLinear", [model_input, f"{name}_x_scale", f"{name}_x_zero_point"], [f"{name}_xq"], name=f"{name}_quantize")]
     if any(stem.pads):
         inits[f"{name}_pads"] = np.array([0, 0, top, left, 0, 0, bottom, right], np.int64)
         block.append(helper.make_node("Pad", [f"{name}_xq", f"{name}_pads", f"{name}_x_zero_point"], [f"{name}_xp"], name=f"{name}_pad"))
