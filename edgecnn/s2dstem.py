@@ -164,10 +164,10 @@ def int8_s2d_stem(
     weight = arrays[stem.weight]
     bias = arrays[stem.bias] if stem.bias else np.zeros(len(weight), np.float32)
     nodes = list(quantized.graph.node)
-    handover = [n for n in tensor_consumers(quantized).get(stem.output, []) if n.op_type == "QuantizeLinear"]
-    if len(handover) != 1:
-        raise EdgecnnError(f"--s2d-stem: expected one quantize after {stem.output}, found {len(handover)}")
-    handover = handover[0]
+    readers = tensor_consumers(quantized).get(stem.output, [])
+    if [n.op_type for n in readers] != ["QuantizeLinear"]:  # a float reader would lose its input
+        raise EdgecnnError(f"--s2d-stem needs the stem's output read by one quantize; {stem.output} is read by {[n.op_type for n in readers]}")
+    handover = readers[0]
     values = {i.name: numpy_helper.to_array(i) for i in quantized.graph.initializer if i.name in handover.input[1:3]}
     out_zero = values[handover.input[2]]
     if stem.relu and out_zero != np.iinfo(out_zero.dtype).min:  # saturation at the zero point is the ReLU

@@ -123,3 +123,11 @@ def test_s2d_stem_refuses_other_stem_settings():
         QuantConfig(s2d_stem=True, float_stem=True).check()
     with pytest.raises(EdgecnnError, match="--s2d-stem"):
         QuantConfig(s2d_stem=True, types="u8u8").check()
+
+
+def test_a_float_reader_of_the_stem_output_is_refused(digits_run, tmp_path):
+    """With the next conv left in float, the stem's output feeds it directly: no int8 stem, nothing written."""
+    out = tmp_path / "s2d.onnx"
+    with pytest.raises(EdgecnnError, match="read by one quantize"):
+        quantize_model(digits_run / "model.fp32.onnx", QuantConfig(s2d_stem=True, exclude=("/4/Conv",)), calib=digits_run, samples=32, out=out)
+    assert not out.exists()
