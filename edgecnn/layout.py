@@ -38,7 +38,7 @@ def nhwc_handover(model: onnx.ModelProto, float_nodes: list[str]) -> list[str]:
     puts before its NHWC int8 convs: the hand-over to int8 skips a reorder to NCHW and a transpose.
     """
     in_float = set(float_nodes)
-    consumers, shapes = tensor_consumers(model), tensor_shapes(model)
+    consumers = tensor_consumers(model)
     inputs = {i.name for i in model.graph.input}
     ends = []
     for node in model.graph.node:  # the stem: a float block reading the model's input, to its last float node
@@ -46,6 +46,9 @@ def nhwc_handover(model: onnx.ModelProto, float_nodes: list[str]) -> list[str]:
             while len(nxt := consumers.get(node.output[0], [])) == 1 and nxt[0].name in in_float:
                 node = nxt[0]
             ends.append(node)
+    if not ends:  # no float stem (the int8 s2d stem, a reference model): nothing to hand over, no shape inference
+        return []
+    shapes = tensor_shapes(model)
     added: list[str] = []
     nodes = list(model.graph.node)
     for node in ends:

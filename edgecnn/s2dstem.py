@@ -225,8 +225,8 @@ def int8_s2d_stem(
     del quantized.graph.node[:]
     quantized.graph.node.extend(block + kept)
     used = {i for n in quantized.graph.node for i in n.input}
-    unused = [i for i in quantized.graph.initializer if i.name not in used]
-    for initializer in unused:
-        quantized.graph.initializer.remove(initializer)
+    kept_initializers = [i for i in quantized.graph.initializer if i.name in used]  # the float conv's weight and bias go
+    del quantized.graph.initializer[:]
+    quantized.graph.initializer.extend(kept_initializers)
     if not any(o.domain == "com.microsoft" for o in quantized.opset_import):
         quantized.opset_import.append(helper.make_opsetid("com.microsoft", 1))
