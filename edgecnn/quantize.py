@@ -148,13 +148,18 @@ def prepare(model: Path, out: Path) -> Path:
 
 
 def stem_nodes(model: onnx.ModelProto) -> list[str]:
-    """Convs reading 1-4 channels and the activation/pooling nodes that follow each one."""
+    """Convs reading 1-4 channels and the activation/pooling nodes that follow each one.
+
+    A grouped conv reads its weight's input channels times its groups: a depthwise conv reads
+    many channels and runs well in int8, so it is no stem.
+    """
     weights = {i.name: i.dims for i in model.graph.initializer}
     consumers = tensor_consumers(model)
     names = []
     for node in model.graph.node:
         dims = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
-        if dims is None or len(dims) < 2 or dims[1] > 4:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if dims is None or len(dims) < 2 or dims[1] * group > 4:
             continue
         names.append(node.name)
         current = node

@@ -1,8 +1,10 @@
 import json
 import shutil
 
+import numpy as np
 import onnx
 import pytest
+from onnx import helper, numpy_helper
 
 from edgecnn.autoquant import auto_quantize, candidate_configs, debug_layers, decision_path_for
 from edgecnn.errors import EdgecnnError
@@ -90,3 +92,21 @@ def test_decision_file_names(tmp_path):
     assert decision_path_for(tmp_path / "model.int8.onnx").name == "quantize-decision.json"
     assert decision_path_for(tmp_path / "model.pruned.int8.onnx").name == "quantize-decision.pruned.json"
     assert decision_path_for(tmp_path / "mine.int8.onnx").name == "mine.quantize-decision.json"
+
+
+def test_stem_nodes_skip_depthwise_convs():
+    rng = np.random.default_rng(0)
+    weights = {"w0": rng.standard_normal((8, 3, 3, 3)), "w1": rng.standard_normal((8, 1, 3, 3))}
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w0"], ["c0"], name="stem", pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c0"], ["r0"], name="stem_relu"),
+            helper.make_node("Conv", ["r0", "w1"], ["c1"], name="depthwise", group=8, pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c1"], ["y"], name="depthwise_relu"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 8, 8, 8])],
+        [numpy_helper.from_array(w.astype(np.float32), name) for name, w in weights.items()],
+    )
+    assert stem_nodes(helper.make_model(graph)) == ["stem", "stem_relu"]  # 8 groups of 1 channel read 8 channels
