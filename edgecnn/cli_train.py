@@ -107,9 +107,11 @@ def export(
     result = export_run(source, out, force=force)
     if json_out:
         return show_json(result)
+    read = result["input_read"]
     console.print(
         f"{result['model']}: opset {result['opset']}, {kib(result['size_bytes'])}, "
         f"max |torch - onnxruntime| = {result['parity_max_abs_diff']:.2e} on {result['parity_samples']} test samples"
+        + (f"; input cropped to the leading {'×'.join(map(str, read))} its layers read" if read else "")
     )
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from edgecnn import __version__
 from edgecnn.data import load_dataset
+from edgecnn.crop import crop_unread_input
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, refuse_overwrite
 from edgecnn.runtime import (
@@ -74,6 +75,7 @@ def export_onnx(
             dynamo=False,
         )
         model = onnx.load(str(tmp))
+        cropped = crop_unread_input(model)
         onnx.checker.check_model(model, full_check=True)
         with torch.no_grad():
             expected = export_net(torch.from_numpy(parity_batch)).numpy()
@@ -90,6 +92,7 @@ def export_onnx(
         "opset": OPSET,
         "parity_max_abs_diff": parity,
         "parity_samples": len(parity_batch),
+        "input_read": cropped,
         "size_bytes": out.stat().st_size,
         "output": output_name,
     }

@@ -12,6 +12,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 INPUT_PAD = "input_channel_pad"  # the Pad node pad_input_channels adds
+INPUT_CROP = "input_crop"  # the Slice node export puts after the input where rows go unread (crop.py)
 
 
 def tensor_consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
@@ -39,10 +40,10 @@ def nhwc_handover(model: onnx.ModelProto, float_nodes: list[str]) -> list[str]:
     """
     in_float = set(float_nodes)
     consumers = tensor_consumers(model)
-    inputs = {i.name for i in model.graph.input}
+    source = first_layer_input(model)
     ends = []
     for node in model.graph.node:  # the stem: a float block reading the model's input, to its last float node
-        if node.name in in_float and node.op_type == "Conv" and node.input[0] in inputs:
+        if node.name in in_float and node.op_type == "Conv" and node.input[0] == source:
             while len(nxt := consumers.get(node.output[0], [])) == 1 and nxt[0].name in in_float:
                 node = nxt[0]
             ends.append(node)
@@ -107,14 +108,27 @@ def nhwc_flatten(model: onnx.ModelProto) -> int:
     return rewritten
 
 
+def input_crop(model: onnx.ModelProto) -> onnx.NodeProto | None:
+    """The Slice export puts after the model's input to drop rows no output reads, if there is one."""
+    source = model.graph.input[0].name
+    return next((n for n in model.graph.node if n.name == INPUT_CROP and n.op_type == "Slice" and n.input[0] == source), None)
+
+
+def first_layer_input(model: onnx.ModelProto) -> str:
+    """The tensor the first layer reads: the model's input, or its crop."""
+    crop = input_crop(model)
+    return crop.output[0] if crop is not None else model.graph.input[0].name
+
+
 def input_conv(model: onnx.ModelProto) -> tuple[onnx.NodeProto, onnx.TensorProto] | None:
-    """The ungrouped conv reading the model's 4-D input directly, with its weight, if there is one."""
-    inputs = {i.name for i in model.graph.input}
+    """The ungrouped conv reading the model's 4-D input (directly or through the input crop), with
+    its weight, if there is one."""
+    source = first_layer_input(model)
     weights = {i.name: i for i in model.graph.initializer}
     for node in model.graph.node:
         group = next((a.i for a in node.attribute if a.name == "group"), 1)
         weight = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
-        if weight is not None and node.input[0] in inputs and group == 1 and len(weight.dims) == 4:
+        if weight is not None and node.input[0] == source and group == 1 and len(weight.dims) == 4:
             return node, weight
     return None
 

@@ -18,7 +18,7 @@ from onnx import helper, numpy_helper
 from onnxruntime.quantization.quant_utils import compute_scale_zp, get_qmin_qmax_for_qType
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.layout import input_conv, tensor_consumers
+from edgecnn.layout import input_conv, input_crop, tensor_consumers
 
 REQUIREMENT = "the first conv (stride 1, odd kernel, no dilation or groups) then an optional ReLU and a 2×2 max pool of stride 2, on an even padded height and width"
 
@@ -27,7 +27,7 @@ REQUIREMENT = "the first conv (stride 1, odd kernel, no dilation or groups) then
 class S2dStem:
     """The block the rewrite replaces and its geometry."""
 
-    nodes: tuple[str, ...]  # conv, [relu,] pool
+    nodes: tuple[str, ...]  # [input crop,] conv, [relu,] pool
     output: str  # the pool's output
     weight: str  # the conv's initializers
     bias: str | None
@@ -36,6 +36,7 @@ class S2dStem:
     height: int  # padded
     width: int
     pads: tuple[int, int, int, int]  # top, left, bottom, right
+    crop: tuple[str, ...] = ()  # the input crop's starts, ends and axes, where the conv reads a crop
 
 
 def _ints(node: onnx.NodeProto, name: str, default: list[int]) -> list[int]:
@@ -62,6 +63,11 @@ def find_s2d_stem(model: onnx.ModelProto) -> S2dStem:
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     if 0 in dims[1:]:
         raise EdgecnnError(f"--s2d-stem needs a fixed input size; the model's input is {dims[1:]} (0: not fixed)")
+    crop = input_crop(model)
+    if crop is not None:  # the conv reads the input's leading rows and columns
+        ends = next(i for i in model.graph.initializer if i.name == crop.input[2])
+        dims[2:] = [int(v) for v in numpy_helper.to_array(ends)]
+        chain.insert(0, crop)
     auto_pad = next((a.s.decode() for a in conv.attribute if a.name == "auto_pad"), "NOTSET")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):  # odd kernel, stride 1: the same on both sides
         top = bottom = (kh - 1) // 2
@@ -83,6 +89,7 @@ def find_s2d_stem(model: onnx.ModelProto) -> S2dStem:
         height=height,
         width=width,
         pads=(top, left, bottom, right),
+        crop=tuple(crop.input[1:]) if crop is not None else (),
     )
 
 
@@ -192,9 +199,11 @@ def int8_s2d_stem(
     }
     model_input = quantized.graph.input[0].name
     block = [helper.make_node("QuantizeLinear", [model_input, f"{name}_x_scale", f"{name}_x_zero_point"], [f"{name}_xq"], name=f"{name}_quantize")]
+    if stem.crop:
+        block.append(helper.make_node("Slice", [f"{name}_xq", *stem.crop], [f"{name}_xc"], name=f"{name}_crop"))
     if any(stem.pads):
         inits[f"{name}_pads"] = np.array([0, 0, top, left, 0, 0, bottom, right], np.int64)
-        block.append(helper.make_node("Pad", [f"{name}_xq", f"{name}_pads", f"{name}_x_zero_point"], [f"{name}_xp"], name=f"{name}_pad"))
+        block.append(helper.make_node("Pad", [block[-1].output[0], f"{name}_pads", f"{name}_x_zero_point"], [f"{name}_xp"], name=f"{name}_pad"))
     to_depth, shapes = _space_to_depth_nhwc(block[-1].output[0], f"{name}_xd", h, w, c, name)
     inits.update(shapes)
     quantized.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in inits.items())
