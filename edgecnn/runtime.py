@@ -232,14 +232,21 @@ _QUANT_PARAM_INPUTS = {
 
 
 def count_params(model: onnx.ModelProto) -> int:
-    """Weights and biases in the graph, leaving out quantization scales and zero points."""
+    """Weights and biases in the graph, leaving out quantization scales and zero points, and the
+    int64 shapes, indices and pads of reshapes, slices and pads."""
     quant_params = {
         name
         for node in model.graph.node
         for i, name in enumerate(node.input)
         if i in _QUANT_PARAM_INPUTS.get(node.op_type, ())
     }
-    return int(sum(np.prod(i.dims) for i in model.graph.initializer if i.name not in quant_params))
+    return int(
+        sum(
+            np.prod(i.dims)
+            for i in model.graph.initializer
+            if i.name not in quant_params and i.data_type != onnx.TensorProto.INT64
+        )
+    )
 
 
 def count_macs(model: onnx.ModelProto) -> int:

@@ -12,7 +12,7 @@ from edgecnn.export import export_onnx
 from edgecnn.layout import INPUT_CROP
 from edgecnn.nets import build_net
 from edgecnn.quantize import QuantConfig, quantize_model
-from edgecnn.runtime import Session, count_macs
+from edgecnn.runtime import Session, count_macs, count_params
 from recipes import get_recipe
 
 
@@ -36,6 +36,7 @@ def test_convnet_export_crops_its_unread_rows(convnet_onnx):
     assert [d.dim_value or d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim] == ["batch", 1, 28, 28]
     conv1, conv2, conv3, dense = 24 * 24 * 32 * 9, 10 * 10 * 64 * 288, 3 * 3 * 64 * 576, 576 * 64 + 64 * 10
     assert count_macs(model) == conv1 + conv2 + conv3 + dense  # 2,794,240 before the crop
+    assert count_params(model) == 93_322  # the crop's bounds are no parameters
 
 
 def _chain(shape, nodes, weights):
