@@ -5,6 +5,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecnn.crop import crop_unread_input, read_extent
@@ -21,7 +22,13 @@ def convnet_onnx(tmp_path_factory):
     """The untrained convnet exported, with 16 random images for calibration."""
     root = tmp_path_factory.mktemp("convnet")
     x = np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32)
-    result = export_onnx(build_net("convnet"), get_recipe("convnet"), root / "convnet.onnx", x)
+    net = build_net("convnet")
+    torch.manual_seed(0)
+    with torch.no_grad():  # distinct biases: torch's exporter shares equal constants (zero biases) between layers
+        for module in net.modules():
+            if getattr(module, "bias", None) is not None:
+                module.bias.normal_(0.0, 0.1)
+    result = export_onnx(net, get_recipe("convnet"), root / "convnet.onnx", x)
     np.savez(root / "calib.npz", x=x, y=np.zeros(len(x), np.int64))
     return result, root
 
