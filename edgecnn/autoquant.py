@@ -33,11 +33,12 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.evaluate import accuracy
 from edgecnn.files import atomic_path, refuse_overwrite, write_json
 from edgecnn.layout import apply_layouts, input_channels
-from edgecnn.quantize import ArrayReader, QuantConfig, int8_path, prepare, quantize_prepared, stem_nodes
+from edgecnn.quantize import ArrayReader, QuantConfig, head_nodes, int8_path, prepare, quantize_prepared, stem_nodes
 from edgecnn.runtime import META_QUANTIZATION, Session, load_onnx, read_metadata
 from edgecnn.s2dstem import find_s2d_stem
 
 MAX_FLOAT_LAYERS = 6  # past this many float layers int8 rarely pays; the search stops
+FLOAT_HEAD_MAX_BYTES = 1 << 20  # fp32 dense weights a core's cache holds: int8 saves them no memory traffic
 
 
 def decision_path_for(out: Path) -> Path:
@@ -50,8 +51,9 @@ def decision_path_for(out: Path) -> Path:
 
 def candidate_configs(prepared: onnx.ModelProto) -> list[QuantConfig]:
     """ORT's defaults, S8S8, for a thin-input first conv the float-stem variants, for a conv → pool
-    stem the int8 space-to-depth stem, and for a 2- or 3-channel input (RGB) its channels padded
-    to 4 (a 1-channel input padded runs slower than fp32)."""
+    stem the int8 space-to-depth stem, for a 2- or 3-channel input (RGB) its channels padded to 4
+    (a 1-channel input padded runs slower than fp32), and where the dense head's fp32 weights fit
+    a core's cache, each U8S8 candidate again with that head in float."""
     configs = [QuantConfig(), QuantConfig(types="s8s8")]
     if stem_nodes(prepared):
         configs += [QuantConfig(float_stem=True), QuantConfig(float_stem=True, keep_float_pool=True)]
@@ -61,7 +63,17 @@ def candidate_configs(prepared: onnx.ModelProto) -> list[QuantConfig]:
     channels = input_channels(prepared)
     if channels > 1 and channels % 4:
         configs.append(QuantConfig(pad_input=True))
+    if 0 < head_weight_bytes(prepared) <= FLOAT_HEAD_MAX_BYTES:
+        fast = [c for c in configs if c.types == "u8s8" and c.keep_float_pool == c.float_stem]  # not the float stem without its hand-over
+        configs += [dataclasses.replace(c, float_head=True) for c in fast]
     return configs
+
+
+def head_weight_bytes(model: onnx.ModelProto) -> int:
+    """The fp32 bytes of the dense head's weights (head_nodes)."""
+    head = set(head_nodes(model))
+    weights = {i.name: i.dims for i in model.graph.initializer}
+    return 4 * sum(int(np.prod(weights.get(n.input[1], [0]))) for n in model.graph.node if n.name in head)
 
 
 INPUT_SQNR_DB = 100.0  # the model input is exact: treat it as a very clean signal
@@ -184,11 +196,12 @@ def auto_quantize(
             if config.format == "qdq":
                 ranking = layer_errors(prepared, best["model"], x[:64])
             present = {n.name for n in prepared_model.graph.node}
-            stem = set(stem_nodes(prepared_model) if config.float_stem else ())
+            by_config = set(stem_nodes(prepared_model) if config.float_stem else ())
+            by_config |= set(head_nodes(prepared_model) if config.float_head else ())
             s2d = set(find_s2d_stem(prepared_model).nodes if config.s2d_stem else ())
             layers = 0
             for row in ranking:
-                in_float = stem | set(config.exclude)
+                in_float = by_config | set(config.exclude)
                 newly = [n for n in row["nodes"] if n in present and n not in in_float]
                 if not newly or s2d & set(newly):  # already float (a float stem's block): its error is where int8
                     continue  # begins; the int8 stem's float twin is a candidate of its own, tried already

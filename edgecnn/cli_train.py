@@ -131,6 +131,7 @@ def quantize(
     keep_float_pool: Annotated[bool, typer.Option("--keep-float-pool", help="With --float-stem: stop ORT moving the quantize step above the stem's pooling (recorded in the model's metadata), and hand over to int8 in NHWC.")] = False,
     pad_input: Annotated[bool, typer.Option("--pad-input", help="Zero-pad an RGB input to 4 channels so the first conv runs on ORT's symmetric int8 kernel.")] = False,
     s2d_stem: Annotated[bool, typer.Option("--s2d-stem", help="The first conv → 2×2 max pool in int8 as a space-to-depth conv over the pool's four phases (ONNX Runtime NHWC ops).")] = False,
+    float_head: Annotated[bool, typer.Option("--float-head", help="Keep the dense layers after the last conv in float: a small int8 Gemm is slower at batch 1.")] = False,
     auto: Annotated[bool, typer.Option("--auto", help="Search configurations within --max-drop; keep the fastest that beats fp32.")] = False,
     max_drop: Annotated[float, typer.Option(help="With --auto: accuracy budget in points on the validation split.")] = 0.5,
     provider: ProviderOpt = "cpu",
@@ -168,7 +169,7 @@ def quantize(
     config = QuantConfig(
         format=format_, per_channel=per_channel, method=method, types=types, reduce_range=reduce_range,
         dynamic=dynamic, exclude=tuple(exclude or ()), float_stem=float_stem, keep_float_pool=keep_float_pool,
-        pad_input=pad_input, s2d_stem=s2d_stem,
+        pad_input=pad_input, s2d_stem=s2d_stem, float_head=float_head,
     )
     result = quantize_model(model, config, calib=calib, samples=samples, out=out, force=force)
     if json_out:

@@ -56,6 +56,7 @@ class QuantConfig:
     keep_float_pool: bool = False  # stop ORT moving the stem's quantize step above its pooling; hand over in NHWC
     pad_input: bool = False  # zero-pad an RGB input to 4 channels: ORT's symmetric int8 kernel then runs the first conv
     s2d_stem: bool = False  # the first conv + 2×2 pool in int8 as a space-to-depth conv over the pool's phases
+    float_head: bool = False  # the dense layers after the last conv in float: a small int8 Gemm costs more than it saves
 
     def label(self) -> str:
         """A short name for tables: qdq/u8s8/pc/minmax+stem…"""
@@ -68,6 +69,7 @@ class QuantConfig:
         label += "+pool" if self.keep_float_pool else ""
         label += "+pad4" if self.pad_input else ""
         label += "+s2d" if self.s2d_stem else ""
+        label += "+fhead" if self.float_head else ""
         return label + (f"+{len(self.exclude)}float" if self.exclude else "")
 
     def check(self) -> None:
@@ -171,6 +173,13 @@ def stem_nodes(model: onnx.ModelProto) -> list[str]:
     return names
 
 
+def head_nodes(model: onnx.ModelProto) -> list[str]:
+    """The Gemm and MatMul nodes after the last conv: a CNN's dense head (none without a conv)."""
+    nodes = list(model.graph.node)
+    convs = [i for i, n in enumerate(nodes) if n.op_type == "Conv"]
+    return [n.name for n in nodes[convs[-1] + 1 :] if n.op_type in ("Gemm", "MatMul")] if convs else []
+
+
 def quantize_prepared(
     prepared: Path,
     target: Path,
@@ -181,7 +190,10 @@ def quantize_prepared(
 ) -> None:
     """Quantize a pre-processed model into `target` and write edgecnn's metadata into it."""
     model = onnx.load(str(prepared))
-    exclude = list(config.exclude) + (stem_nodes(model) if config.float_stem else [])
+    head = head_nodes(model) if config.float_head else []
+    if config.float_head and not head:
+        raise EdgecnnError("--float-head keeps the dense layers after the last conv in float; the model has no Gemm or MatMul after a conv")
+    exclude = list(dict.fromkeys([*config.exclude, *(stem_nodes(model) if config.float_stem else []), *head]))
     exclude += apply_layouts(model, exclude, nhwc=config.keep_float_pool or config.s2d_stem, pad_input=config.pad_input)
     if config.keep_float_pool or config.pad_input or config.s2d_stem:
         prepared = prepared.with_name(f"{prepared.stem}.rewritten.onnx")

@@ -70,10 +70,10 @@ def test_aarch64_onnxruntime_under_qemu_matches_the_host(digits_run, variant, cp
 
 @pytest.mark.slow
 @pytest.mark.skipif(not all(p.is_dir() for p in arm._paths(arm.cache_dir())), reason="no arm64 cache: edgecnn verify-arm MODEL --setup")
-@pytest.mark.parametrize("recipe", ["digits", "catsdogs"])
+@pytest.mark.parametrize("recipe", ["digits", "catsdogs", "convnet"])
 def test_the_int8_s2d_stem_is_bit_exact_on_aarch64(digits_run, tmp_path, recipe):
     """The space-to-depth stem is written with ORT's NHWC contrib ops; aarch64 runs them to the same bits,
-    on one channel (reshape and transpose) and on RGB (SpaceToDepth)."""
+    on one channel (reshape and transpose), on RGB (SpaceToDepth) and behind the input crop (convnet)."""
     import numpy as np
 
     from edgecnn.export import export_onnx
@@ -84,9 +84,10 @@ def test_the_int8_s2d_stem_is_bit_exact_on_aarch64(digits_run, tmp_path, recipe)
     if recipe == "digits":
         fp32, data = digits_run / "model.fp32.onnx", digits_run
     else:
-        x = np.random.default_rng(0).random((8, 3, 150, 150), dtype=np.float32)
-        fp32, data = tmp_path / "rgb.onnx", tmp_path / "rgb.npz"
-        export_onnx(build_net("catsdogs_cnn"), get_recipe("catsdogs"), fp32, x[:2])
+        net, shape = {"catsdogs": ("catsdogs_cnn", (8, 3, 150, 150)), "convnet": ("convnet", (8, 1, 28, 28))}[recipe]
+        x = np.random.default_rng(0).random(shape, dtype=np.float32)
+        fp32, data = tmp_path / "model.onnx", tmp_path / "data.npz"
+        export_onnx(build_net(net), get_recipe(recipe), fp32, x[:2])
         np.savez(data, x=x, y=np.zeros(8, np.int64))
     out = quantize_model(fp32, QuantConfig(s2d_stem=True), calib=data, samples=8, out=tmp_path / "s2d.int8.onnx")
     result = invoke("verify-arm", out["model"], "--cpu", "pi4", "--data", data, "--samples", 8, "--json")

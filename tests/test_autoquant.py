@@ -7,6 +7,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from edgecnn.autoquant import auto_quantize, candidate_configs, debug_layers, decision_path_for
+from edgecnn.data import load_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.quantize import QuantConfig, quantize_model, stem_nodes
 from edgecnn.runtime import META_SESSION, Session, read_metadata
@@ -110,3 +111,52 @@ def test_stem_nodes_skip_depthwise_convs():
         [numpy_helper.from_array(w.astype(np.float32), name) for name, w in weights.items()],
     )
     assert stem_nodes(helper.make_model(graph)) == ["stem", "stem_relu"]  # 8 groups of 1 channel read 8 channels
+
+
+def test_float_head_keeps_the_dense_layers_in_float(digits_run, tmp_path):
+    common = dict(calib=digits_run, samples=64)
+    head = quantize_model(digits_run / "model.fp32.onnx", QuantConfig(float_head=True), out=tmp_path / "head.onnx", **common)
+    plain = quantize_model(digits_run / "model.fp32.onnx", QuantConfig(), out=tmp_path / "plain.onnx", **common)
+    model = onnx.load(head["model"])
+    dense = next(n for n in model.graph.node if n.name == "/9/Gemm")
+    assert dense.op_type == "Gemm" and not any(i.endswith("_DequantizeLinear_Output") for i in dense.input[1:])  # fp32 weights
+    assert json.loads(read_metadata(model)["edgecnn.quantization"])["excluded_nodes"] == ["/9/Gemm"]
+    x = load_dataset("digits").test.x
+    ours, theirs = Session(head["model"]).predict(x), Session(plain["model"]).predict(x)
+    assert (ours.argmax(1) == theirs.argmax(1)).mean() >= 0.98
+
+
+def _conv_then_dense(classes: int):
+    """1×8×8 → conv 3×3 (4 channels) → flatten (144) → a dense layer of `classes` outputs."""
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"), helper.make_node("Flatten", ["c"], ["f"], name="flatten"),
+         helper.make_node("Gemm", ["f", "d"], ["y"], name="dense")],
+        "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, classes])],
+        [numpy_helper.from_array(rng.standard_normal((4, 1, 3, 3)).astype(np.float32), "w"),
+         numpy_helper.from_array(rng.standard_normal((144, classes)).astype(np.float32), "d")],
+    )
+    return helper.make_model(graph)
+
+
+def test_float_head_candidates_only_for_a_head_that_fits_in_cache(digits_run):
+    labels = [c.label() for c in candidate_configs(onnx.load(str(digits_run / "model.fp32.onnx")))]
+    assert {"qdq/u8s8/pc/minmax+fhead", "qdq/u8s8/pc/minmax+stem+pool+fhead", "qdq/u8s8/pc/minmax+s2d+fhead"} <= set(labels)
+    assert "qdq/u8s8/pc/minmax+stem+fhead" not in labels and "qdq/s8s8/pc/minmax+fhead" not in labels
+    assert any(label.endswith("+fhead") for label in (c.label() for c in candidate_configs(_conv_then_dense(10))))
+    assert not any(c.float_head for c in candidate_configs(_conv_then_dense(2048)))  # 1.2 MB of fp32 weights
+
+
+def test_float_head_needs_a_dense_layer_after_a_conv(digits_run, tmp_path):
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Flatten", ["x"], ["f"], name="flatten"), helper.make_node("Gemm", ["f", "d"], ["y"], name="dense")],
+        "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 10])],
+        [numpy_helper.from_array(np.ones((64, 10), np.float32), "d")],
+    ), opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "dense.onnx")
+    np.savez(tmp_path / "calib.npz", x=np.ones((4, 1, 8, 8), np.float32), y=np.zeros(4, np.int64))
+    with pytest.raises(EdgecnnError, match="no Gemm or MatMul after a conv"):
+        quantize_model(tmp_path / "dense.onnx", QuantConfig(float_head=True), calib=tmp_path / "calib.npz", out=tmp_path / "dense.int8.onnx")
+    assert not (tmp_path / "dense.int8.onnx").exists()

@@ -162,16 +162,18 @@ def test_quantize_flags_reach_the_config(digits_run, tmp_path):
     assert {"input_channel_pad", "/2/MaxPool_to_nhwc"} <= {n.name for n in model.graph.node}
 
 
-def test_quantize_s2d_stem_flag(digits_run, tmp_path):
-    """--s2d-stem reaches the record; combined with --float-stem it is one line and exit 2, nothing written."""
+def test_quantize_s2d_stem_and_float_head_flags(digits_run, tmp_path):
+    """--s2d-stem and --float-head reach the record; --s2d-stem with --float-stem is one line and exit 2,
+    nothing written."""
     import onnx
 
     from edgecnn.runtime import META_QUANTIZATION, read_metadata
 
     out = tmp_path / "s2d.int8.onnx"
-    result = invoke("quantize", digits_run / "model.fp32.onnx", "--calib", digits_run, "--samples", 32, "--s2d-stem", "--out", out, "--json")
+    result = invoke("quantize", digits_run / "model.fp32.onnx", "--calib", digits_run, "--samples", 32, "--s2d-stem", "--float-head", "--out", out, "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(read_metadata(onnx.load(str(out)))[META_QUANTIZATION])["s2d_stem"]
+    record = json.loads(read_metadata(onnx.load(str(out)))[META_QUANTIZATION])
+    assert record["s2d_stem"] and record["float_head"] and record["excluded_nodes"] == ["/9/Gemm"]
     refused = tmp_path / "both.int8.onnx"
     assert_one_line_error(invoke("quantize", digits_run / "model.fp32.onnx", "--calib", digits_run, "--s2d-stem", "--float-stem", "--out", refused),
                           "--s2d-stem", "without --float-stem")
