@@ -39,6 +39,7 @@ from edgecnn.s2dstem import find_s2d_stem
 
 MAX_FLOAT_LAYERS = 6  # past this many float layers int8 rarely pays; the search stops
 FLOAT_HEAD_MAX_BYTES = 1 << 20  # fp32 dense weights a core's cache holds: int8 saves them no memory traffic
+SPEED_TIE = 0.02  # speed scores this close are a shared machine's noise: the smaller file is kept
 
 
 def decision_path_for(out: Path) -> Path:
@@ -144,6 +145,7 @@ def _trial(config: QuantConfig, path: Path, acc: float, base_acc: float, max_dro
         "val_accuracy": acc,
         "drop_points": drop,
         "within_budget": drop <= max_drop,
+        "size_bytes": path.stat().st_size,
     }
 
 
@@ -219,8 +221,7 @@ def auto_quantize(
                 trial.setdefault("speedup", {})[r["batch"]] = r["speedup"]
         for t in fine:
             t["score"] = float(np.exp(np.mean(np.log(list(t["speedup"].values())))))  # geometric mean over batches
-        faster = [t for t in fine if min(t["speedup"].values()) > 1.0]
-        chosen = max(faster, key=lambda t: t["score"]) if faster else None
+        chosen = choose(fine)
         if chosen:
             with atomic_path(out, force=True) as target:
                 shutil.copyfile(chosen["model"], target)
@@ -250,10 +251,22 @@ def auto_quantize(
     return decision
 
 
+def choose(timed: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Of the timed trials that beat fp32 at every batch, the smallest file among those within
+    SPEED_TIE of the best score; None where none beats fp32."""
+    faster = [t for t in timed if min(t["speedup"].values()) > 1.0]
+    if not faster:
+        return None
+    fastest = max(t["score"] for t in faster)
+    return min((t for t in faster if t["score"] >= (1 - SPEED_TIE) * fastest), key=lambda t: (t["size_bytes"], -t["score"]))
+
+
 def _reason(chosen: dict[str, Any] | None, fine: list[dict[str, Any]], max_drop: float) -> str:
     if chosen:
         speedups = ", ".join(f"{s:.2f}× at b{b}" for b, s in chosen["speedup"].items())
-        return f"{chosen['config']} is the fastest int8 within {max_drop} points: {speedups} vs fp32"
+        fastest = chosen["score"] == max(t["score"] for t in fine)
+        which = "the fastest int8" if fastest else f"the smallest int8 within {SPEED_TIE:.0%} of the fastest and"
+        return f"{chosen['config']} is {which} within {max_drop} points: {speedups} vs fp32"
     if fine:
         return "no int8 configuration within budget beats fp32 at every batch on this provider; fp32 kept"
     return f"no int8 configuration stays within {max_drop} accuracy points; fp32 kept"

@@ -6,7 +6,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from edgecnn.autoquant import auto_quantize, candidate_configs, debug_layers, decision_path_for
+from edgecnn.autoquant import SPEED_TIE, auto_quantize, candidate_configs, choose, debug_layers, decision_path_for
 from edgecnn.data import load_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.quantize import QuantConfig, quantize_model, stem_nodes
@@ -28,7 +28,7 @@ def test_auto_keeps_only_a_faster_model_within_budget(digits_run, tmp_path):
     beats_fp32 = [t for t in timed if min(t["speedup"].values()) > 1.0]
     chosen = [t for t in saved["trials"] if t["chosen"]]
     if beats_fp32:
-        assert chosen and chosen[0]["score"] == max(t["score"] for t in beats_fp32)
+        assert chosen and chosen[0]["config"] == choose(beats_fp32)["config"]
         assert (run / "model.int8.onnx").is_file()
     else:  # edgecnn never ships a slower model
         assert not chosen and saved["kept"].endswith("model.fp32.onnx") and not (run / "model.int8.onnx").exists()
@@ -160,3 +160,14 @@ def test_float_head_needs_a_dense_layer_after_a_conv(digits_run, tmp_path):
     with pytest.raises(EdgecnnError, match="no Gemm or MatMul after a conv"):
         quantize_model(tmp_path / "dense.onnx", QuantConfig(float_head=True), calib=tmp_path / "calib.npz", out=tmp_path / "dense.int8.onnx")
     assert not (tmp_path / "dense.int8.onnx").exists()
+
+
+def test_choose_keeps_the_smaller_file_when_speeds_tie():
+    def trial(name, speedups, size):
+        return {"config": name, "speedup": dict(zip((1, 64), speedups)), "score": float(np.sqrt(np.prod(speedups))), "size_bytes": size}
+
+    small, big, slow = trial("s2d", (1.30, 2.05), 100), trial("s2d+fhead", (1.31, 2.06), 200), trial("plain", (1.02, 1.10), 50)
+    assert choose([small, big, slow]) is small  # 0.6% apart: noise, so the file half the size
+    faster_big = trial("s2d+fhead", (1.40, 2.30), 200)
+    assert faster_big["score"] > (1 + SPEED_TIE) * small["score"] and choose([small, faster_big]) is faster_big
+    assert choose([trial("int8", (0.97, 1.8), 10)]) is None  # slower than fp32 at batch 1: never kept
