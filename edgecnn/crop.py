@@ -12,28 +12,23 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edgecnn.layout import INPUT_CROP, tensor_consumers
+from edgecnn.layout import INPUT_CROP, attribute, tensor_consumers
 
 # per-position ops: each output position reads its own input position only
 _POINTWISE = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "BatchNormalization"}
-
-
-def _ints(node: onnx.NodeProto, name: str, default: list[int]) -> list[int]:
-    return next((list(a.ints) for a in node.attribute if a.name == name), default)
 
 
 def _window(node: onnx.NodeProto, rank: int) -> tuple[list[int], list[int]] | None:
     """The (dilated) kernel and strides of an unpadded conv or floor-mode pool; None for anything else."""
     if node.op_type not in ("Conv", "MaxPool", "AveragePool") or len(node.output) != 1:
         return None
-    auto_pad = next((a.s.decode() for a in node.attribute if a.name == "auto_pad"), "NOTSET")
-    if auto_pad not in ("NOTSET", "VALID") or any(_ints(node, "pads", [])) or next((a.i for a in node.attribute if a.name == "ceil_mode"), 0):
+    if attribute(node, "auto_pad", "NOTSET") not in ("NOTSET", "VALID") or any(attribute(node, "pads", [])) or attribute(node, "ceil_mode", 0):
         return None
-    kernel = _ints(node, "kernel_shape", [])
+    kernel = attribute(node, "kernel_shape", [])
     if len(kernel) != rank:  # a conv without kernel_shape takes it from its weight; not worth guessing
         return None
-    dilations = _ints(node, "dilations", [1] * rank)
-    return [(k - 1) * d + 1 for k, d in zip(kernel, dilations)], _ints(node, "strides", [1] * rank)
+    dilations = attribute(node, "dilations", [1] * rank)
+    return [(k - 1) * d + 1 for k, d in zip(kernel, dilations)], attribute(node, "strides", [1] * rank)
 
 
 def read_extent(model: onnx.ModelProto) -> list[int] | None:

@@ -7,12 +7,23 @@ over to int8, where a dense layer reads conv features, and where an RGB input me
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 INPUT_PAD = "input_channel_pad"  # the Pad node pad_input_channels adds
 INPUT_CROP = "input_crop"  # the Slice node export puts after the input where rows go unread (crop.py)
+
+
+def attribute(node: onnx.NodeProto, name: str, default: Any) -> Any:
+    """A node's attribute value (ints as a list, a string decoded), or `default` where it is not set."""
+    found = next((a for a in node.attribute if a.name == name), None)
+    if found is None:
+        return default
+    value = helper.get_attribute_value(found)
+    return value.decode() if isinstance(value, bytes) else list(value) if isinstance(value, (list, tuple)) else value
 
 
 def tensor_consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
@@ -126,7 +137,7 @@ def input_conv(model: onnx.ModelProto) -> tuple[onnx.NodeProto, onnx.TensorProto
     source = first_layer_input(model)
     weights = {i.name: i for i in model.graph.initializer}
     for node in model.graph.node:
-        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        group = attribute(node, "group", 1)
         weight = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
         if weight is not None and node.input[0] == source and group == 1 and len(weight.dims) == 4:
             return node, weight

@@ -25,7 +25,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from edgecnn.data import calibration_samples, resolve_split
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, refuse_overwrite
-from edgecnn.layout import apply_layouts, fold_quantized_pad, input_crop, tensor_consumers
+from edgecnn.layout import apply_layouts, attribute, fold_quantized_pad, input_crop, tensor_consumers
 from edgecnn.runtime import META_QUANTIZATION, META_SESSION, Session, load_onnx, read_metadata
 from edgecnn.s2dstem import find_s2d_stem, int8_s2d_stem
 
@@ -161,7 +161,7 @@ def stem_nodes(model: onnx.ModelProto) -> list[str]:
     names = []
     for node in model.graph.node:
         dims = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
-        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        group = attribute(node, "group", 1)
         if dims is None or len(dims) < 2 or dims[1] * group > 4:
             continue
         names += [crop.name] if crop is not None and node.input[0] == crop.output[0] else []  # the crop stays float with it

@@ -18,7 +18,7 @@ from onnx import helper, numpy_helper
 from onnxruntime.quantization.quant_utils import compute_scale_zp, get_qmin_qmax_for_qType
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.layout import input_conv, input_crop, tensor_consumers
+from edgecnn.layout import attribute, input_conv, input_crop, tensor_consumers
 
 REQUIREMENT = "the first conv (stride 1, odd kernel, no dilation or groups) then an optional ReLU and a 2×2 max pool of stride 2, on an even padded height and width"
 
@@ -39,10 +39,6 @@ class S2dStem:
     crop: tuple[str, ...] = ()  # the input crop's starts, ends and axes, where the conv reads a crop
 
 
-def _ints(node: onnx.NodeProto, name: str, default: list[int]) -> list[int]:
-    return next((list(a.ints) for a in node.attribute if a.name == name), default)
-
-
 def find_s2d_stem(model: onnx.ModelProto) -> S2dStem:
     """The model's first conv block, when the rewrite fits it; otherwise an error naming what does not."""
     found = input_conv(model)
@@ -50,8 +46,8 @@ def find_s2d_stem(model: onnx.ModelProto) -> S2dStem:
         raise EdgecnnError(f"--s2d-stem needs {REQUIREMENT}; the model has no ungrouped conv reading its input")
     conv, weight = found
     kh, kw = weight.dims[2], weight.dims[3]
-    if _ints(conv, "strides", [1, 1]) != [1, 1] or _ints(conv, "dilations", [1, 1]) != [1, 1] or kh % 2 == 0 or kw % 2 == 0:
-        raise EdgecnnError(f"--s2d-stem needs {REQUIREMENT}; {conv.name} has a {kh}×{kw} kernel, strides {_ints(conv, 'strides', [1, 1])}, dilations {_ints(conv, 'dilations', [1, 1])}")
+    if attribute(conv, "strides", [1, 1]) != [1, 1] or attribute(conv, "dilations", [1, 1]) != [1, 1] or kh % 2 == 0 or kw % 2 == 0:
+        raise EdgecnnError(f"--s2d-stem needs {REQUIREMENT}; {conv.name} has a {kh}×{kw} kernel, strides {attribute(conv, 'strides', [1, 1])}, dilations {attribute(conv, 'dilations', [1, 1])}")
     consumers = tensor_consumers(model)
     chain, after = [conv], consumers.get(conv.output[0], [])
     if len(after) == 1 and after[0].op_type == "Relu":
@@ -68,14 +64,14 @@ def find_s2d_stem(model: onnx.ModelProto) -> S2dStem:
         ends = next(i for i in model.graph.initializer if i.name == crop.input[2])
         dims[2:] = [int(v) for v in numpy_helper.to_array(ends)]
         chain.insert(0, crop)
-    auto_pad = next((a.s.decode() for a in conv.attribute if a.name == "auto_pad"), "NOTSET")
+    auto_pad = attribute(conv, "auto_pad", "NOTSET")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):  # odd kernel, stride 1: the same on both sides
         top = bottom = (kh - 1) // 2
         left = right = (kw - 1) // 2
     elif auto_pad == "VALID":
         top = left = bottom = right = 0
     else:
-        top, left, bottom, right = _ints(conv, "pads", [0, 0, 0, 0])
+        top, left, bottom, right = attribute(conv, "pads", [0, 0, 0, 0])
     height, width = dims[2] + top + bottom, dims[3] + left + right
     if height % 2 or width % 2:
         raise EdgecnnError(f"--s2d-stem needs {REQUIREMENT}; the padded input is {height}×{width}")
@@ -97,11 +93,11 @@ def _is_2x2_pool(node: onnx.NodeProto) -> bool:
     return (
         node.op_type == "MaxPool"
         and len(node.output) == 1
-        and _ints(node, "kernel_shape", []) == [2, 2]
-        and _ints(node, "strides", [1, 1]) == [2, 2]
-        and not any(_ints(node, "pads", [0, 0, 0, 0]))
-        and _ints(node, "dilations", [1, 1]) == [1, 1]
-        and next((a.i for a in node.attribute if a.name == "ceil_mode"), 0) == 0
+        and attribute(node, "kernel_shape", []) == [2, 2]
+        and attribute(node, "strides", [1, 1]) == [2, 2]
+        and not any(attribute(node, "pads", [0, 0, 0, 0]))
+        and attribute(node, "dilations", [1, 1]) == [1, 1]
+        and attribute(node, "ceil_mode", 0) == 0
     )
 
 
