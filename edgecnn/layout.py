@@ -97,12 +97,12 @@ def nhwc_flatten(model: onnx.ModelProto) -> int:
     nodes, rewritten = list(model.graph.node), 0
     for flatten in [n for n in nodes if n.op_type == "Flatten"]:
         shape = shapes.get(flatten.input[0], [])
-        axis = next((a.i for a in flatten.attribute if a.name == "axis"), 1)
+        axis = attribute(flatten, "axis", 1)
         gemm = uses.get(flatten.output[0], [None])
         if axis != 1 or len(shape) != 4 or 0 in shape[1:] or len(gemm) != 1 or gemm[0] is None or gemm[0].op_type != "Gemm":
             continue
         gemm = gemm[0]
-        trans_b = next((a.i for a in gemm.attribute if a.name == "transB"), 0)
+        trans_b = attribute(gemm, "transB", 0)
         weight = weights.get(gemm.input[1])
         if weight is None or len(uses[weight.name]) != 1:
             continue
