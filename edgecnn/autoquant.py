@@ -33,7 +33,7 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.evaluate import accuracy
 from edgecnn.files import atomic_path, refuse_overwrite, write_json
 from edgecnn.layout import apply_layouts, input_channels
-from edgecnn.quantize import ArrayReader, QuantConfig, head_nodes, int8_path, prepare, quantize_prepared, stem_nodes
+from edgecnn.quantize import ArrayReader, QuantConfig, config_float_nodes, head_nodes, int8_path, prepare, quantize_prepared, stem_nodes
 from edgecnn.runtime import META_QUANTIZATION, Session, load_onnx, read_metadata
 from edgecnn.s2dstem import find_s2d_stem
 
@@ -198,8 +198,7 @@ def auto_quantize(
             if config.format == "qdq":
                 ranking = layer_errors(prepared, best["model"], x[:64])
             present = {n.name for n in prepared_model.graph.node}
-            by_config = set(stem_nodes(prepared_model) if config.float_stem else ())
-            by_config |= set(head_nodes(prepared_model) if config.float_head else ())
+            by_config = set(config_float_nodes(prepared_model, config))
             s2d = set(find_s2d_stem(prepared_model).nodes if config.s2d_stem else ())
             layers = 0
             for row in ranking:

@@ -180,6 +180,14 @@ def head_nodes(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in nodes[convs[-1] + 1 :] if n.op_type in ("Gemm", "MatMul")] if convs else []
 
 
+def config_float_nodes(model: onnx.ModelProto, config: QuantConfig) -> list[str]:
+    """The nodes a config's own switches keep in float (its stem, its head), before any named exclusions."""
+    head = head_nodes(model) if config.float_head else []
+    if config.float_head and not head:
+        raise EdgecnnError("--float-head keeps the dense layers after the last conv in float; the model has no Gemm or MatMul after a conv")
+    return [*(stem_nodes(model) if config.float_stem else []), *head]
+
+
 def quantize_prepared(
     prepared: Path,
     target: Path,
@@ -190,10 +198,7 @@ def quantize_prepared(
 ) -> None:
     """Quantize a pre-processed model into `target` and write edgecnn's metadata into it."""
     model = onnx.load(str(prepared))
-    head = head_nodes(model) if config.float_head else []
-    if config.float_head and not head:
-        raise EdgecnnError("--float-head keeps the dense layers after the last conv in float; the model has no Gemm or MatMul after a conv")
-    exclude = list(dict.fromkeys([*config.exclude, *(stem_nodes(model) if config.float_stem else []), *head]))
+    exclude = list(dict.fromkeys([*config.exclude, *config_float_nodes(model, config)]))
     exclude += apply_layouts(model, exclude, nhwc=config.keep_float_pool or config.s2d_stem, pad_input=config.pad_input)
     if config.keep_float_pool or config.pad_input or config.s2d_stem:
         prepared = prepared.with_name(f"{prepared.stem}.rewritten.onnx")
