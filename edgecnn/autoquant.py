@@ -250,10 +250,14 @@ def auto_quantize(
     return decision
 
 
+def _beats_fp32(timed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [t for t in timed if min(t["speedup"].values()) > 1.0]
+
+
 def choose(timed: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Of the timed trials that beat fp32 at every batch, the smallest file among those within
     SPEED_TIE of the best score; None where none beats fp32."""
-    faster = [t for t in timed if min(t["speedup"].values()) > 1.0]
+    faster = _beats_fp32(timed)
     if not faster:
         return None
     fastest = max(t["score"] for t in faster)
@@ -263,7 +267,7 @@ def choose(timed: list[dict[str, Any]]) -> dict[str, Any] | None:
 def _reason(chosen: dict[str, Any] | None, fine: list[dict[str, Any]], max_drop: float) -> str:
     if chosen:
         speedups = ", ".join(f"{s:.2f}× at b{b}" for b, s in chosen["speedup"].items())
-        fastest = chosen["score"] == max(t["score"] for t in fine)
+        fastest = chosen["score"] == max(t["score"] for t in _beats_fp32(fine))  # a trial slower at some batch is out of the race
         which = "the fastest int8" if fastest else f"the smallest int8 within {SPEED_TIE:.0%} of the fastest and"
         return f"{chosen['config']} is {which} within {max_drop} points: {speedups} vs fp32"
     if fine:

@@ -6,7 +6,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from edgecnn.autoquant import SPEED_TIE, auto_quantize, candidate_configs, choose, debug_layers, decision_path_for
+from edgecnn.autoquant import SPEED_TIE, _reason, auto_quantize, candidate_configs, choose, debug_layers, decision_path_for
 from edgecnn.data import load_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.quantize import QuantConfig, quantize_model, stem_nodes
@@ -171,3 +171,6 @@ def test_choose_keeps_the_smaller_file_when_speeds_tie():
     faster_big = trial("s2d+fhead", (1.40, 2.30), 200)
     assert faster_big["score"] > (1 + SPEED_TIE) * small["score"] and choose([small, faster_big]) is faster_big
     assert choose([trial("int8", (0.97, 1.8), 10)]) is None  # slower than fp32 at batch 1: never kept
+    ahead_but_slower_at_b1 = trial("int8", (0.97, 3.0), 10)
+    reason = _reason(choose([small, ahead_but_slower_at_b1]), [small, ahead_but_slower_at_b1], 0.5)
+    assert reason.startswith("s2d is the fastest int8")  # the b1 loser is no rival
