@@ -23,11 +23,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgecnn.bench import machine_info
-from edgecnn.camera import loop_threads, run_camera
+from edgecnn.device.camera import loop_threads, run_camera
 from edgecnn.files import write_json
-from edgecnn.preprocess import prepare, resolve_preprocess
 from edgecnn.runtime import Session
+from edgecnn.runtime.bench import machine_info
+from edgecnn.runtime.preprocess import prepare, resolve_preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))

@@ -19,15 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.autoquant import auto_quantize
-from edgecnn.bench import bench_models, machine_info, op_profile
-from edgecnn.evaluate import evaluate_model
-from edgecnn.export import export_run
 from edgecnn.files import write_json, write_text
-from edgecnn.prune import prune_run
-from edgecnn.quantize import QuantConfig, quantize_model
+from edgecnn.quantize.model import QuantConfig, quantize_model
+from edgecnn.quantize.search import auto_quantize
 from edgecnn.runtime import count_macs, load_onnx
-from edgecnn.train import train
+from edgecnn.runtime.bench import bench_models, machine_info, op_profile
+from edgecnn.runtime.evaluate import evaluate_model
+from edgecnn.train.export import export_run
+from edgecnn.train.fit import train
+from edgecnn.train.prune import prune_run
 
 RESULTS = Path(__file__).parent / "results"
 BATCHES = [1, 64]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from edgecnn.files import write_json, write_text
 from edgecnn.pipeline import run_pipeline
-from edgecnn.train import train
+from edgecnn.train.fit import train
 from recipes import get_recipe
 
 RESULTS = Path(__file__).parent / "results"

@@ -23,13 +23,13 @@ from typing import Any
 
 import torch
 
-from edgecnn.bench import machine_info
-from edgecnn.idx import missing_idx_files, mnist_cache_dir
-from edgecnn.evaluate import evaluate_model
-from edgecnn.export import export_run
+from edgecnn.data.idx import missing_idx_files, mnist_cache_dir
 from edgecnn.files import read_json, write_json, write_text
-from edgecnn.quantize import int8_path, quantize_model
-from edgecnn.train import train
+from edgecnn.quantize.model import int8_path, quantize_model
+from edgecnn.runtime.bench import machine_info
+from edgecnn.runtime.evaluate import evaluate_model
+from edgecnn.train.export import export_run
+from edgecnn.train.fit import train
 from recipes import get_recipe
 
 RESULTS = Path(__file__).parent / "results"

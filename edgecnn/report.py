@@ -1,4 +1,7 @@
-"""One table per run (Markdown + JSON) from its eval-*.json and bench-*.json, and the Pareto plot."""
+"""One table per run (Markdown + JSON) from its recorded eval and bench results, and the Pareto plot.
+
+A result whose model has changed since it was measured is left out and named, never reused.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,9 @@ from typing import Any
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import read_json, save_png, write_json, write_text
-from edgecnn.runtime import count_macs, count_params, load_onnx
+from edgecnn.graph.count import count_macs, count_params
+from edgecnn.run import Run, file_digest
+from edgecnn.runtime.session import load_onnx
 
 BASELINE = "fp32"
 
@@ -16,30 +21,43 @@ def _variant_order(variant: str) -> tuple[int, str]:
     return (variant.count(".") + ("int8" in variant), variant)
 
 
-def collect_rows(run: Path, provider: str = "cpu") -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """One row per variant with accuracy and, where benched, latency at each batch size."""
-    run = Path(run)
-    if not run.is_dir():
-        raise EdgecnnError(f"run folder {run} not found")
-    evals = {e["variant"]: e for e in (read_json(p) for p in sorted(run.glob("eval-*.json")))}
-    bench_file = run / f"bench-{provider}.json"
+def current(run: Run, result: dict[str, Any], digests: dict[str, str | None]) -> bool:
+    """Whether a recorded result measured the variant's model as it is now (by content hash)."""
+    model = run.model(result["variant"])
+    if model.name not in digests:
+        digests[model.name] = file_digest(model) if model.is_file() else None
+    return digests[model.name] is not None and digests[model.name] == result.get("model_sha256")
+
+
+def collect_rows(run: Path, provider: str = "cpu") -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[str]]:
+    """One row per variant with accuracy and, where benched, latency at each batch size; results
+    whose model has changed since are left out and named in the notes."""
+    run = Run(run)
+    if not run.root.is_dir():
+        raise EdgecnnError(f"run folder {run.root} not found")
+    bench_file = run.bench_json(provider)
     bench = read_json(bench_file) if bench_file.is_file() else None
+    evals = [read_json(p) for p in run.evals()]
     if not evals and bench is None:
-        raise EdgecnnError(f"{run} has no eval-*.json or bench-{provider}.json; run `edgecnn eval` and `edgecnn bench` first")
+        raise EdgecnnError(f"{run.root} has no eval-*.json or {bench_file.name}; run `edgecnn eval` and `edgecnn bench` on its models first")
+    digests: dict[str, str | None] = {}
+    fresh = {e["variant"]: e for e in evals if current(run, e, digests)}
+    stale = [f"{run.eval_json(e['variant']).name}" for e in evals if e["variant"] not in fresh]
     timings: dict[str, dict[int, dict[str, Any]]] = {}
     for result in (bench or {}).get("results", []):
-        timings.setdefault(result["variant"], {})[result["batch"]] = result
+        if current(run, result, digests):
+            timings.setdefault(result["variant"], {})[result["batch"]] = result
+        elif f"{bench_file.name} ({result['variant']})" not in stale:
+            stale.append(f"{bench_file.name} ({result['variant']})")
     rows = []
-    base_acc = evals.get(BASELINE, {}).get("accuracy")
-    for variant in sorted(set(evals) | set(timings), key=_variant_order):
-        acc = evals.get(variant, {}).get("accuracy")
-        model = run / f"model.{variant}.onnx"
-        figures = _model_figures(model) if model.is_file() else {"params": None, "macs": None, "size_bytes": None}
+    base_acc = fresh.get(BASELINE, {}).get("accuracy")
+    for variant in sorted(set(fresh) | set(timings), key=_variant_order):
+        acc = fresh.get(variant, {}).get("accuracy")
         row: dict[str, Any] = {
             "variant": variant,
             "accuracy": acc,
             "delta_points": None if acc is None or base_acc is None else 100 * (acc - base_acc),
-            **figures,
+            **_model_figures(run.model(variant)),
             "latency": {},
         }
         for batch, t in sorted(timings.get(variant, {}).items()):
@@ -51,10 +69,16 @@ def collect_rows(run: Path, provider: str = "cpu") -> tuple[list[dict[str, Any]]
                 "speedup": None if base is None else base["p50_ms"] / t["p50_ms"],
             }
         rows.append(row)
-    return rows, bench
+    notes = [
+        f"{what} measured an earlier or missing model, so it is left out: run `edgecnn eval` or `edgecnn bench` on the model again"
+        for what in stale
+    ]
+    return rows, bench, notes
 
 
 def _model_figures(model: Path) -> dict[str, Any]:
+    if not model.is_file():
+        return {"params": None, "macs": None, "size_bytes": None}
     onnx_model = load_onnx(model)
     return {"params": count_params(onnx_model), "macs": count_macs(onnx_model), "size_bytes": model.stat().st_size}
 
@@ -145,18 +169,18 @@ def _slower_notes(rows: list[dict[str, Any]]) -> list[str]:
         if slower and r["variant"] != BASELINE:
             notes.append(
                 f"{r['variant']} is slower than fp32 ({', '.join(slower)}): too small a net for int8 to pay, or a config "
-                "that does not suit this CPU; `edgecnn quantize --auto` keeps fp32 in that case"
+                "that does not suit this CPU; `edgecnn quantize-search` keeps fp32 in that case"
             )
     return notes
 
 
-def _decision_notes(run: Path) -> list[str]:
+def _decision_notes(run: Run) -> list[str]:
     """What the int8 search and pruning decided, in a line each."""
     notes = []
-    for path in sorted(run.glob("quantize-decision*.json")):
+    for path in run.decisions():
         d = read_json(path)
         notes.append(f"int8 search on {Path(d['model']).name} ({d['provider']}, batches {d['batches']}): {d['reason']}")
-    for path in sorted(run.glob("prune-*.json")):
+    for path in run.prune_records():
         p = read_json(path)
         notes.append(
             f"{p['method']} pruning, ratio {p['ratio']}: channels {p['channels']['before']} → {p['channels']['after']}, "
@@ -168,8 +192,8 @@ def _decision_notes(run: Path) -> list[str]:
 
 def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[str, Any]:
     """Write report.md, report.json and pareto.png into the run folder."""
-    run = Path(run)
-    rows, bench = collect_rows(run, provider)
+    run = Run(run)
+    rows, bench, stale_notes = collect_rows(run.root, provider)
     table = markdown_table(rows)
     machine = (bench or {}).get("machine", {})
     context = (
@@ -178,13 +202,13 @@ def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[s
         if bench
         else ""
     )
-    notes = _decision_notes(run) + _slower_notes(rows)
+    notes = _decision_notes(run) + _slower_notes(rows) + stale_notes
     notes_md = "".join(f"- {n}\n" for n in notes)
-    write_text(run / "report.md", f"# {run.name}\n\n{table}{context}\n{notes_md}", force=force)
+    write_text(run.report_md, f"# {run.name}\n\n{table}{context}\n{notes_md}", force=force)
     batches = sorted({b for r in rows for b in r["latency"]})
-    pareto = plot_pareto(rows, batches[0], run / "pareto.png", run.name) if batches else None
+    pareto = plot_pareto(rows, batches[0], run.pareto_png, run.name) if batches else None
     report = {
-        "run": str(run),
+        "run": str(run.root),
         "provider": provider,
         "rows": rows,
         "machine": machine,
@@ -193,5 +217,5 @@ def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[s
         "notes": notes,
         "pareto_png": str(pareto) if pareto else None,
     }
-    write_json(run / "report.json", report, force=force)
+    write_json(run.report_json, report, force=force)
     return report

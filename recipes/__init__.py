@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.runtime.card import Preprocess
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Recipe:
     dataset: str
     input_shape: tuple[int, ...]  # one sample, channels first
     labels: list[str]  # empty: the dataset's class names (a recipe for any image folder)
-    preprocess: dict[str, Any]  # written into the ONNX metadata for runtimes and the camera
+    preprocess: Preprocess  # written into the model card for runtimes and the camera
     epochs: int
     batch_size: int
     optimizer: str = "adamw"
@@ -40,7 +41,14 @@ class Recipe:
     notes: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "input_shape": list(self.input_shape), "preprocess": self.preprocess.to_dict()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Recipe:
+        """A recipe as recipe.json records it (the training summary's other keys are not the recipe's)."""
+        known = {f.name for f in fields(cls)}
+        recipe = {k: v for k, v in data.items() if k in known}
+        return cls(**{**recipe, "input_shape": tuple(recipe["input_shape"]), "preprocess": Preprocess.from_dict(recipe["preprocess"])})
 
 
 RECIPES: dict[str, Recipe] = {}

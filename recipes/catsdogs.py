@@ -6,17 +6,16 @@ train/{cats,dogs} + validation/{cats,dogs} (cats_and_dogs_filtered, the set the 
 
 from dataclasses import replace
 
+from edgecnn.runtime.card import Preprocess
 from recipes import Recipe, register
 
-CATSDOGS_PREPROCESS = {
-    "layout": "NCHW",
-    "color": "rgb",
-    "size": [150, 150],  # the seed's target_size
-    "resize": "stretch",  # flow_from_directory resizes the whole photo to 150×150, aspect not kept
-    "scale": 1 / 255,  # ImageDataGenerator(rescale=1./255)
-    "mean": [0.0],
-    "std": [1.0],
-}
+CATSDOGS_PREPROCESS = Preprocess(
+    layout="NCHW",
+    color="rgb",
+    size=(150, 150),  # the seed's target_size
+    resize="stretch",  # flow_from_directory resizes the whole photo to 150×150, aspect not kept
+    scale=1 / 255,  # ImageDataGenerator(rescale=1./255)
+)
 CLASSES = ["cats", "dogs"]  # Keras' alphabetical class order: cats 0, dogs 1 (the sigmoid says "dog")
 
 CATSDOGS = register(
@@ -34,7 +33,7 @@ CATSDOGS = register(
         schedule="constant",  # Keras keeps the rate fixed
         seed=0,
         output="sigmoid",  # Dense(1, activation='sigmoid') with binary cross-entropy
-        dataset_options={"preprocess": CATSDOGS_PREPROCESS, "classes": CLASSES},
+        dataset_options={"preprocess": CATSDOGS_PREPROCESS.to_dict(), "classes": CLASSES},
         reference="seed 003 plots curves only, no figure (Keras, Adam, 15 epochs × 100 steps of 32)",
         notes="epochs run over the whole training folder once each, not the seed's fixed 100 steps",
     )

@@ -1,5 +1,6 @@
 """Seed 000: the 8×8 handwritten digits CNN (994 parameters), seed result 95.96% test accuracy."""
 
+from edgecnn.runtime.card import Preprocess
 from recipes import Recipe, register
 
 DIGITS = register(
@@ -9,16 +10,14 @@ DIGITS = register(
         dataset="digits",
         input_shape=(1, 8, 8),
         labels=[str(i) for i in range(10)],
-        preprocess={
-            "layout": "NCHW",
-            "color": "gray",
-            "size": [8, 8],
-            "resize": "digit",  # crop the ink blob and center it, as the dataset's digits are
-            "scale": 1 / 255,
-            "mean": [0.0],
-            "std": [1.0],
-            "invert": True,  # the dataset is bright ink on a dark field
-        },
+        preprocess=Preprocess(
+            layout="NCHW",
+            color="gray",
+            size=(8, 8),
+            resize="digit",  # crop the ink blob and center it, as the dataset's digits are
+            scale=1 / 255,
+            invert=True,  # the dataset is bright ink on a dark field
+        ),
         epochs=80,
         batch_size=32,
         optimizer="adamw",

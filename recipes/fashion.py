@@ -6,21 +6,20 @@ Data: the IDX files of Debian's dataset-fashion-mnist (`make data`) or --data-di
 
 from dataclasses import replace
 
-from edgecnn.data import FASHION_MNIST_LABELS
+from edgecnn.data.datasets import FASHION_MNIST_LABELS
+from edgecnn.runtime.card import Preprocess
 from recipes import register
 from recipes.mnist import CONVNET, HOLDOUT, MNIST_DENSE
 
-FASHION_PREPROCESS = {
-    "layout": "NCHW",
-    "color": "gray",
-    "size": [28, 28],
-    "resize": "center_crop",
-    "crop_pct": 1.0,  # the dataset's items fill the whole frame: crop the full shorter side
-    "scale": 1 / 255,
-    "mean": [0.0],
-    "std": [1.0],
-    "invert": True,  # items are light on a black field; photos show them on a light one
-}
+FASHION_PREPROCESS = Preprocess(
+    layout="NCHW",
+    color="gray",
+    size=(28, 28),
+    resize="center_crop",
+    crop_pct=1.0,  # the dataset's items fill the whole frame: crop the full shorter side
+    scale=1 / 255,
+    invert=True,  # items are light on a black field; photos show them on a light one
+)
 NO_FIGURE = "none: seed 001 announces Fashion-MNIST but trains on MNIST"
 
 FASHION_DENSE = register(

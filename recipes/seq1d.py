@@ -1,5 +1,6 @@
 """Seed 002's 1D CNN on MNIST-1D: 10 classes of 40-step signals, generated locally (paper's CNN: 94%)."""
 
+from edgecnn.runtime.card import Preprocess
 from recipes import Recipe, register
 
 SEQ1D = register(
@@ -9,14 +10,12 @@ SEQ1D = register(
         dataset="mnist1d",
         input_shape=(1, 40),  # channels, steps: one value per step
         labels=[str(i) for i in range(10)],
-        preprocess={
-            "layout": "NCL",  # a sequence, not an image: no resize, color or crop applies
-            "channels": 1,
-            "length": 40,
-            "scale": 1.0,  # the generator already centers the signals to unit standard deviation
-            "mean": [0.0],
-            "std": [1.0],
-        },
+        preprocess=Preprocess(
+            layout="NCL",  # a sequence, not an image: one channel, 40 steps; no resize or crop applies
+            color="gray",
+            size=(40,),
+            scale=1.0,  # the generator already centers the signals to unit standard deviation
+        ),
         epochs=10,  # seed 002: model.fit(x_train, y_train, batch_size=16, epochs=10)
         batch_size=16,
         optimizer="rmsprop",

@@ -10,9 +10,9 @@ import pytest
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> Path:
     """A digits run folder with model.pt, model.fp32.onnx and model.int8.onnx (a few epochs)."""
-    from edgecnn.export import export_run
-    from edgecnn.quantize import quantize_model
-    from edgecnn.train import train
+    from edgecnn.quantize.model import quantize_model
+    from edgecnn.train.export import export_run
+    from edgecnn.train.fit import train
 
     run = tmp_path_factory.mktemp("runs") / "digits"
     train("digits", run, epochs=12, show_progress=False)

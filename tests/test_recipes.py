@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from edgecnn.data import Dataset, Split, load_run_dataset
-from edgecnn.evaluate import evaluate_model
-from edgecnn.export import export_onnx, export_run
-from edgecnn.nets import build_net, count_params
-from edgecnn.quantize import quantize_model
-from edgecnn.train import train
+from edgecnn.quantize.model import quantize_model
+from edgecnn.runtime.evaluate import evaluate_model
+from edgecnn.train.export import export_onnx, export_run
+from edgecnn.train.fit import train
+from edgecnn.train.nets import build_net, count_params
 from recipes import get_recipe, list_recipes
 
 # the documents' parameter counts (model.summary() totals; seq1d: seed 002's net on 1 channel, 10 classes)

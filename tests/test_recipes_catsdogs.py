@@ -12,7 +12,7 @@ from image_folders import write_image_folder
 from typer.testing import CliRunner
 
 from edgecnn.cli import app
-from edgecnn.nets import build_net, count_params, summarize
+from edgecnn.train.nets import build_net, count_params, summarize
 from recipes import get_recipe
 
 
@@ -45,9 +45,9 @@ def test_catsdogs_without_data_dir_is_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_catsdogs_trains_and_exports_a_probability(tmp_path, pets):
-    from edgecnn.evaluate import evaluate_model
-    from edgecnn.export import export_run
     from edgecnn.runtime import Session
+    from edgecnn.runtime.evaluate import evaluate_model
+    from edgecnn.train.export import export_run
 
     run = tmp_path / "catsdogs"
     result = CliRunner().invoke(app, ["train", "catsdogs", "--data-dir", str(pets), "--epochs", "1", "--out", str(run), "--json"])
@@ -58,8 +58,8 @@ def test_catsdogs_trains_and_exports_a_probability(tmp_path, pets):
     exported = export_run(run)
     assert exported["output"] == "probability"
     session = Session(exported["model"])
-    assert session.meta.output == "sigmoid" and session.meta.labels == ["cats", "dogs"]
-    assert session.meta.preprocess["size"] == [150, 150]
+    assert session.card.output == "sigmoid" and session.card.labels == ["cats", "dogs"]
+    assert session.card.preprocess["size"] == [150, 150]
     p = session.predict(np.random.default_rng(0).random((3, 3, 150, 150), dtype=np.float32))
     assert p.shape == (3, 1) and ((0 <= p) & (p <= 1)).all()
     assert evaluate_model(exported["model"], run)["samples"] == 2
@@ -67,7 +67,7 @@ def test_catsdogs_trains_and_exports_a_probability(tmp_path, pets):
 
 @pytest.mark.slow
 def test_catsdogs_aug_training_repeats_under_the_seed(tmp_path, pets):
-    from edgecnn.train import train
+    from edgecnn.train.fit import train
 
     weights = []
     for name in ("a", "b"):

@@ -3,7 +3,7 @@ import json
 import numpy as np
 
 from edgecnn.data import load_dataset
-from edgecnn.nets import build_net, count_params
+from edgecnn.train.nets import build_net, count_params
 from recipes import get_recipe
 
 

@@ -1,28 +1,59 @@
 import json
+import shutil
 
-from edgecnn.bench import bench_models
-from edgecnn.evaluate import evaluate_model
-from edgecnn.files import write_json
+import pytest
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.measure import bench, evaluate_model
+from edgecnn.quantize.model import QuantConfig, quantize_model
 from edgecnn.report import build_report, markdown_table, pareto_front
+from edgecnn.run import Run
 
 
-def test_report_from_a_run_folder(digits_run, tmp_path):
-    run = tmp_path / "run"
+def _run_copy(digits_run, tmp_path):
+    """A run folder of its own with the session run's recipe and models, and no results yet."""
+    run = tmp_path / "digits"
     run.mkdir()
+    for name in ("recipe.json", "model.fp32.onnx", "model.int8.onnx"):
+        shutil.copyfile(digits_run / name, run / name)
+    return Run(run)
+
+
+def test_eval_then_bench_then_report_by_hand(digits_run, tmp_path):
+    run = _run_copy(digits_run, tmp_path)
     for variant in ("fp32", "int8"):
-        model = digits_run / f"model.{variant}.onnx"
-        write_json(run / f"eval-{variant}.json", evaluate_model(model, digits_run))
-    models = [digits_run / "model.fp32.onnx", digits_run / "model.int8.onnx"]
-    write_json(run / "bench-cpu.json", bench_models(models, batches=[1, 8], warmup=1, runs=10))
-    report = build_report(run)
+        evaluate_model(run.onnx(variant))
+    bench([run.onnx("fp32"), run.onnx("int8")], batches=[1, 8], warmup=1, runs=10)
+    report = build_report(run.root)
     assert [r["variant"] for r in report["rows"]] == ["fp32", "int8"]
     assert report["rows"][0]["delta_points"] == 0.0
     assert report["rows"][0]["latency"][1]["speedup"] == 1.0
-    md = (run / "report.md").read_text()
+    assert report["rows"][1]["params"] == 994 and report["rows"][1]["accuracy"] is not None
+    md = run.report_md.read_text()
     assert "| variant | accuracy | Δ vs fp32 | params | MACs | size | p50 b1 | p99 b1 | speedup b1 | throughput b8 | speedup b8 |" in md
     assert "onnxruntime" in md and "interleaved" in md
-    assert json.loads((run / "report.json").read_text())["pareto_front"]
-    assert (run / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads(run.report_json.read_text())["pareto_front"]
+    assert run.pareto_png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_result_whose_model_changed_is_never_reused(digits_run, tmp_path):
+    run = _run_copy(digits_run, tmp_path)
+    for variant in ("fp32", "int8"):
+        evaluate_model(run.onnx(variant))
+    bench([run.onnx("fp32"), run.onnx("int8")], batches=[1], warmup=1, runs=5)
+    quantize_model(run.onnx("fp32"), QuantConfig(per_channel=False), calib=run.root, samples=64, force=True)
+    report = build_report(run.root)
+    assert [r["variant"] for r in report["rows"]] == ["fp32"]
+    stale = [n for n in report["notes"] if "measured an earlier or missing model" in n]
+    assert [n.split(" measured")[0] for n in stale] == ["eval-int8.json", "bench-cpu.json (int8)"]
+    evaluate_model(run.onnx("int8"))
+    rows = {r["variant"]: r for r in build_report(run.root)["rows"]}
+    assert rows["int8"]["accuracy"] is not None and rows["int8"]["latency"] == {}  # its old timing stays out
+
+
+def test_a_run_without_results_says_what_to_run(tmp_path):
+    with pytest.raises(EdgecnnError, match="run `edgecnn eval` and `edgecnn bench`"):
+        build_report(tmp_path)
 
 
 def test_pareto_front_drops_dominated_variants():

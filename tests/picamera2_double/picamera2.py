@@ -1,6 +1,6 @@
 """A stand-in for picamera2's API (no libcamera here): a camera that films printed digits.
 
-Implements what edgecnn.camera calls: Picamera2(), create_video_configuration, configure, start,
+Implements what edgecnn.device.camera calls: Picamera2(), create_video_configuration, configure, start,
 capture_array, stop, close. Frame n shows digit n % 10, drawn when it is captured.
 """
 

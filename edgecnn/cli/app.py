@@ -1,0 +1,63 @@
+"""The one typer app and what every command shares: one-line errors, JSON output, common flags."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from edgecnn.errors import EdgecnnError
+
+app = typer.Typer(
+    help="Small CNNs from training to a measured, int8, pruned ONNX model on an edge device.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain usage errors: "Error: ..." on one line, not a box
+    context_settings={"max_content_width": 110},
+)
+console = Console()
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+ForceFlag = Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")]
+ProviderOpt = Annotated[str, typer.Option(help="Execution provider: cpu, cuda, tensorrt, openvino, xnnpack, acl.")]
+
+
+def one_line_errors(fn):
+    """User mistakes print one line and exit with code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgecnnError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def command(fn):
+    """Register a command whose user mistakes print one line and exit with code 2."""
+    return app.command(name=fn.__name__.rstrip("_").replace("_", "-"))(one_line_errors(fn))
+
+
+MAX_TABLE_CLASSES = 20  # past this a confusion matrix no longer fits a terminal
+
+
+def show_json(result: Any) -> None:
+    typer.echo(json.dumps(result, indent=2, default=str))
+
+
+def kib(n: int) -> str:
+    return f"{n / 1024:.1f} KiB"
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """A run's table and the notes on what the int8 search and pruning decided."""
+    typer.echo(report["table_markdown"])
+    for note in report["notes"]:
+        typer.echo(f"- {note}")

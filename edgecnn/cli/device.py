@@ -1,0 +1,105 @@
+"""The device end's commands: camera, pack, verify-arm. No torch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgecnn.cli.app import ForceFlag, JsonFlag, ProviderOpt, command, console, show_json
+
+
+@command
+def camera(
+    model: Annotated[Path, typer.Argument(help=".onnx file (its metadata gives labels and preprocessing).")],
+    source: Annotated[str, typer.Option(help="Webcam index, video file, image folder, stream URL or picamera.")] = "0",
+    headless: Annotated[bool, typer.Option("--headless", help="No window: one JSON line per frame on stdout.")] = False,
+    max_frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.")] = None,
+    record: Annotated[Optional[Path], typer.Option(help="Write the annotated video here (.mp4 or .avi).")] = None,
+    top_k: Annotated[int, typer.Option(help="Labels shown per frame.")] = 3,
+    resolution: Annotated[Optional[str], typer.Option(help="Capture size WIDTHxHEIGHT for a webcam or picamera.")] = None,
+    color: Annotated[Optional[str], typer.Option(help="Gray or rgb (default: the model's metadata).")] = None,
+    size: Annotated[Optional[str], typer.Option(help="Model input HEIGHTxWIDTH (default: the model's metadata).")] = None,
+    resize: Annotated[Optional[str], typer.Option(help="Center_crop, stretch or digit (default: the model's metadata).")] = None,
+    scale: Annotated[Optional[float], typer.Option(help="Pixel multiplier, e.g. 0.00392 for 1/255 (default: the model's metadata).")] = None,
+    mean: Annotated[Optional[str], typer.Option(help="Per-channel mean after scaling, comma-separated (default: the model's metadata).")] = None,
+    std: Annotated[Optional[str], typer.Option(help="Per-channel std after scaling, comma-separated (default: the model's metadata).")] = None,
+    invert: Annotated[Optional[bool], typer.Option("--invert/--no-invert", help="Dark ink on paper → bright on black (default: the model's metadata).")] = None,
+    labels: Annotated[Optional[str], typer.Option(help="Class names, a file (one per line) or comma-separated (default: the model's metadata).")] = None,
+    provider: ProviderOpt = "cpu",
+    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: all cores but one, left for capture; 0: onnxruntime default).")] = None,
+    force: ForceFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Classify a live camera, video, stream or image folder; a summary at the end (Ctrl-C stops)."""
+    from edgecnn.device.camera import parse_floats, parse_pair, read_labels, run_camera
+
+    overrides = {
+        "color": color, "resize": resize, "scale": scale, "invert": invert,
+        "size": parse_pair("size", size, "224x224") if size else None,
+        "mean": parse_floats("mean", mean) if mean else None,
+        "std": parse_floats("std", std) if std else None,
+    }
+    result = run_camera(
+        model, source, headless=headless, max_frames=max_frames, record=record, force=force, top_k=top_k,
+        provider=provider, threads=threads, resolution=parse_pair("resolution", resolution, "640x480") if resolution else None,
+        preprocess=overrides, labels=read_labels(labels) if labels else None, emit=lambda line: typer.echo(line),
+    )
+    if json_out:
+        return typer.echo(json.dumps({"summary": result}))
+    typer.echo(
+        f"{result['frames']} frames ({result['stopped']}), {result['mean_fps']:.1f} FPS, latency p50 "
+        f"{result['latency_p50_ms']:.2f} ms p99 {result['latency_p99_ms']:.2f} ms, {result['dropped']} dropped"
+        + (f"; recorded {result['record']}" if result["record"] else ""),
+        err=True,
+    )
+
+
+@command
+def pack(
+    model: Annotated[Path, typer.Argument(help=".onnx file to ship.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to create.")] = Path("bundle"),
+    force: ForceFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """A folder for a Raspberry Pi: the model, the pinned runtime half (no torch), README, install and run scripts."""
+    from edgecnn.device.pack import pack_model
+
+    result = pack_model(model, out, force=force)
+    if json_out:
+        return show_json(result)
+    console.print(f"{result['bundle']}: {', '.join(result['files'])}")
+    console.print(f"on the Pi: cd {Path(result['bundle']).name} && ./install.sh && ./run.sh --source picamera")
+
+
+@command
+def verify_arm(
+    model: Annotated[Path, typer.Argument(help=".onnx file.")],
+    cpu: Annotated[str, typer.Option(help="pi4 (Cortex-A72) or pi5 (Cortex-A76).")] = "pi4",
+    data: Annotated[Optional[Path], typer.Option(help="Run folder or .npz (default: the model's run, else random inputs).")] = None,
+    samples: Annotated[int, typer.Option(help="Samples compared (emulation is ~300× slower than a Pi).")] = 200,
+    setup: Annotated[bool, typer.Option("--setup", help="Build the cached arm64 rootfs and aarch64 wheels if missing (downloads, logged).")] = False,
+    cache: Annotated[Optional[Path], typer.Option(help="Cache folder (default: ~/.cache/edgecnn/arm).")] = None,
+    mirror: Annotated[Optional[str], typer.Option(help="Debian mirror for --setup (default: the one apt uses).")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Outputs on aarch64 onnxruntime under QEMU vs this host: fp32 max |Δ| ≤ 1e-4, int8 bit-exact, same top-1."""
+    from edgecnn.device.arm import verify_arm as verify
+
+    result = verify(model, cpu=cpu, data=data, samples=samples, setup=setup, cache=cache, mirror=mirror,
+                    log=lambda line: typer.echo(line, err=True))
+    if json_out:
+        show_json(result)
+    else:
+        arm = result["arm"]
+        console.print(
+            f"{result['model']} ({result['kind']}) on {arm['cpu']} emulated ({result['qemu_cpu']}, onnxruntime "
+            f"{arm['onnxruntime']} {arm['machine']}) vs {result['host']['machine']} host, {result['samples']} samples: "
+            f"max |Δ| {result['max_abs_diff']:.2e}, bit-exact {'yes' if result['bit_exact'] else 'no'}, "
+            f"top-1 agreement {100 * result['top1_agreement']:.1f}% → {'PASS' if result['passed'] else 'FAIL'} ({result['criterion']})",
+            highlight=False,
+        )
+    if not result["passed"]:
+        raise typer.Exit(1)

@@ -1,0 +1,136 @@
+"""Quantization's commands: quantize (one configuration), quantize-search (the accuracy-budgeted
+search), quantize-layers (the layer ranking). onnxruntime only, no torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from edgecnn.cli.app import ForceFlag, JsonFlag, ProviderOpt, command, console, kib, show_json
+
+CalibOpt = Annotated[Optional[Path], typer.Option(help="Calibration data: run folder (its train split) or .npz (default: the model's run).")]
+SamplesOpt = Annotated[int, typer.Option(help="Calibration samples.")]
+OutOpt = Annotated[Optional[Path], typer.Option(help="Output .onnx (default: MODEL with .int8).")]
+
+
+@command
+def quantize(
+    model: Annotated[Path, typer.Argument(help="fp32 .onnx file.")],
+    passes: Annotated[Optional[list[str]], typer.Option("--pass", help="A graph pass, repeatable: float-stem, float-pool, s2d-stem, pad-input, float-head (see `edgecnn quantize-passes`).")] = None,
+    format_: Annotated[str, typer.Option("--format", help="qdq or qoperator.")] = "qdq",
+    per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="Weight scales per output channel.")] = True,
+    method: Annotated[str, typer.Option(help="Calibration: minmax, entropy or percentile.")] = "minmax",
+    types: Annotated[str, typer.Option(help="Activation/weight types: u8s8, s8s8 or u8u8.")] = "u8s8",
+    reduce_range: Annotated[bool, typer.Option("--reduce-range", help="7-bit weights, for CPUs without VNNI.")] = False,
+    dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic quantization (no calibration).")] = False,
+    exclude: Annotated[Optional[list[str]], typer.Option(help="Node names left in float (repeatable).")] = None,
+    calib: CalibOpt = None,
+    samples: SamplesOpt = 256,
+    out: OutOpt = None,
+    force: ForceFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Quantize to int8 with onnxruntime.quantization in one configuration; the model card is carried over."""
+    from edgecnn.quantize.model import QuantConfig, quantize_model
+
+    config = QuantConfig(
+        format=format_, per_channel=per_channel, method=method, types=types, reduce_range=reduce_range,
+        dynamic=dynamic, passes=tuple(passes or ()), exclude=tuple(exclude or ()),
+    )
+    result = quantize_model(model, config, calib=calib, samples=samples, out=out, force=force)
+    if json_out:
+        return show_json(result.to_dict())
+    console.print(
+        f"{result.model}: {config.label()}, {kib(result.size_bytes)} (fp32 {kib(result.source_size_bytes)}), "
+        f"calibrated on {result.calibration or 'nothing (dynamic)'}"
+    )
+
+
+@command
+def quantize_passes(json_out: JsonFlag = False) -> None:
+    """The graph passes quantize and quantize-search know: what each does, needs and excludes."""
+    from edgecnn.quantize.passes import PASSES
+
+    rows = [
+        {"pass": p.name, "does": p.summary, "requires": list(p.requires), "excludes": list(p.excludes),
+         "domains": list(p.domains), "session_options": list(p.session.disabled_optimizers)}
+        for p in PASSES.values()
+    ]
+    if json_out:
+        return show_json(rows)
+    table = Table("pass", "what it does", "needs", "excludes")
+    for r in rows:
+        needs = r["requires"] + [f"{d} ops" for d in r["domains"]] + [f"session: {o} off" for o in r["session_options"]]
+        table.add_row(r["pass"], r["does"], ", ".join(needs) or "–", ", ".join(r["excludes"]) or "–")
+    console.print(table)
+
+
+@command
+def quantize_search(
+    model: Annotated[Path, typer.Argument(help="fp32 .onnx file.")],
+    max_drop: Annotated[float, typer.Option(help="Accuracy budget in points on the validation split.")] = 0.5,
+    batch: Annotated[str, typer.Option(help="Batch sizes latency is measured at; the kept model must beat fp32 at each.")] = "1",
+    runs: Annotated[int, typer.Option(help="Timed runs per candidate, interleaved.")] = 200,
+    provider: ProviderOpt = "cpu",
+    calib: CalibOpt = None,
+    samples: SamplesOpt = 256,
+    out: OutOpt = None,
+    force: ForceFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Search int8 configurations within --max-drop; keep the fastest that beats fp32 at every batch, or none."""
+    from edgecnn.quantize.search import auto_quantize
+    from edgecnn.runtime.bench import parse_batches
+
+    result = auto_quantize(
+        model, calib, max_drop=max_drop, provider=provider, batches=parse_batches(batch),
+        samples=samples, runs=runs, out=out, force=force,
+    )
+    if json_out:
+        return show_json(result)
+    _print_decision(result)
+
+
+@command
+def quantize_layers(
+    model: Annotated[Path, typer.Argument(help="int8 QDQ .onnx file made by edgecnn.")],
+    fp32: Annotated[Optional[Path], typer.Option(help="The fp32 model it came from (default: the .fp32 sibling).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Run folder (its validation split) or .npz (default: the model's run).")] = None,
+    samples: Annotated[int, typer.Option(help="Samples compared.")] = 64,
+    json_out: JsonFlag = False,
+) -> None:
+    """Rank the layers of an int8 QDQ model by the SQNR they lose against fp32, worst first."""
+    from edgecnn.quantize.layers import rank_layers
+
+    result = rank_layers(model, fp32, data=data, samples=samples)
+    if json_out:
+        return show_json(result)
+    table = Table("layer", "ops", "SQNR lost", "output SQNR", "weight SQNR", title=f"{result['model']} vs {result['fp32']}, {result['samples']} samples, worst first")
+    for r in result["layers"]:
+        weight = "–" if r["weight_sqnr_db"] is None else f"{r['weight_sqnr_db']:.1f} dB"
+        table.add_row(r["node"], r["op"], f"{r['loss_db']:.1f} dB", f"{r['output_sqnr_db']:.1f} dB", weight)
+    console.print(table)
+
+
+def _print_decision(result: dict[str, Any]) -> None:
+    batches = result["batches"]
+    fp32 = result["fp32_p50_ms"] or {}
+    table = Table(
+        "config", "val accuracy", "drop", "in budget", *(f"speedup b{b}" for b in batches), "kept",
+        title=f"int8 search on {result['provider']}: fp32 {100 * result['fp32_val_accuracy']:.2f}% on {result['validation']}, "
+        + ", ".join(f"p50 b{b} {ms:.3f} ms" for b, ms in fp32.items()),
+    )
+    table.columns[0].no_wrap = True
+    for t in result["trials"]:
+        speedups = [f"{t['speedup'][b]:.2f}×" if b in t["speedup"] else "–" for b in batches]
+        table.add_row(
+            t["config"], f"{100 * t['val_accuracy']:.2f}%", f"{t['drop_points']:+.2f} pt", "yes" if t["within_budget"] else "no",
+            *speedups, "yes" if t["chosen"] else "",
+        )
+    console.print(table)
+    console.print(f"{result['reason']} → {result['kept']}")
+    if result["left_alone"]:
+        console.print(f"{result['left_alone']} is from an earlier call and was left as it was; it is not this search's choice")

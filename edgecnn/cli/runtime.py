@@ -1,0 +1,139 @@
+"""The runtime half's commands: eval, bench, report, info. No torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from edgecnn.cli.app import MAX_TABLE_CLASSES, ForceFlag, JsonFlag, ProviderOpt, command, console, kib, print_report, show_json
+
+
+@command
+def eval_(
+    model: Annotated[Path, typer.Argument(help=".onnx file.")],
+    data: Annotated[Optional[Path], typer.Option(help="Run folder or .npz with x and y (default: the model's run).")] = None,
+    split: Annotated[str, typer.Option(help="Split of a run's dataset: train, val or test.")] = "test",
+    provider: ProviderOpt = "cpu",
+    out: Annotated[Optional[Path], typer.Option(help="Also write the result as JSON here (a model's run records it anyway).")] = None,
+    force: ForceFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Accuracy, confusion matrix and per-class precision/recall/F1 through ONNX Runtime.
+
+    On a model in a run folder, measured on the run's test split, the result is recorded in the run
+    (eval-VARIANT.json) for `edgecnn report`."""
+    from edgecnn.files import refuse_overwrite, write_json
+    from edgecnn.measure import evaluate_model
+
+    if out:
+        refuse_overwrite(out, force)
+    result = evaluate_model(model, data, split=split, provider=provider)
+    if out:
+        write_json(out, result, force=force)
+    if json_out:
+        return show_json(result)
+    labels, pc = result["labels"], result["per_class"]
+    if len(labels) <= MAX_TABLE_CLASSES:
+        confusion = Table("true \\ predicted", *labels, title=f"{result['variant']} on {result['data']}")
+        for label, row in zip(labels, result["confusion"]):
+            confusion.add_row(label, *map(str, row))
+        console.print(confusion)
+    else:
+        console.print(f"{len(labels)} classes: the confusion matrix is in --json / --out; classes present in the data:")
+    scores = Table("class", "precision", "recall", "F1", "support")
+    for i, label in enumerate(labels):
+        if len(labels) <= MAX_TABLE_CLASSES or pc["support"][i]:
+            scores.add_row(label, f"{pc['precision'][i]:.3f}", f"{pc['recall'][i]:.3f}", f"{pc['f1'][i]:.3f}", str(pc["support"][i]))
+    console.print(scores)
+    console.print(f"accuracy {100 * result['accuracy']:.2f}% on {result['samples']} samples"
+                  + (f"; recorded in {result['recorded']}" if "recorded" in result else ""))
+
+
+@command
+def bench(
+    models: Annotated[list[Path], typer.Argument(help="One or more .onnx files; ratios are against the first.")],
+    provider: ProviderOpt = "cpu",
+    batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,32",
+    threads: Annotated[int, typer.Option(help="Intra-op threads (0: onnxruntime default).")] = 1,
+    warmup: Annotated[int, typer.Option(help="Untimed runs per model and batch.")] = 10,
+    runs: Annotated[int, typer.Option(help="Timed runs per model and batch, interleaved.")] = 100,
+    profile: Annotated[bool, typer.Option("--profile", help="Also show each model's time per operator type (onnxruntime profiler, largest batch).")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the result as JSON here.")] = None,
+    force: ForceFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """p50/p90/p99 latency, throughput and size; several models measured interleaved.
+
+    Models of one run folder are recorded in it (bench-PROVIDER.json) for `edgecnn report`."""
+    from edgecnn.files import refuse_overwrite, write_json
+    from edgecnn.measure import bench as bench_recorded
+    from edgecnn.runtime.bench import op_profile, parse_batches
+
+    if out:
+        refuse_overwrite(out, force)
+    batches = parse_batches(batch)
+    result = bench_recorded(models, provider=provider, batches=batches, threads=threads, warmup=warmup, runs=runs)
+    if profile:
+        result["profile"] = {
+            str(m): op_profile(m, batch=batches[-1], threads=threads, runs=max(10, runs // 4), provider=provider) for m in models
+        }
+    if out:
+        write_json(out, result, force=force)
+    if json_out:
+        return show_json(result)
+    m = result["machine"]
+    table = Table(
+        "model", "batch", "p50", "p90", "p99", "throughput", "size", "speedup",
+        title=f"{m['cpu']} ({m['machine']}), onnxruntime {m['onnxruntime']}, {provider}, {threads or 'default'} thread(s)",
+    )
+    for r in result["results"]:
+        table.add_row(
+            r["variant"], str(r["batch"]), f"{r['p50_ms']:.3f} ms", f"{r['p90_ms']:.3f} ms", f"{r['p99_ms']:.3f} ms",
+            f"{r['throughput']:,.0f}/s", kib(r["size_bytes"]), f"{r['speedup']:.2f}×",
+        )
+    console.print(table)
+    if "recorded" in result:
+        console.print(f"recorded in {result['recorded']}")
+    for model, ops in result.get("profile", {}).items():
+        console.print(f"{Path(model).name} at batch {batches[-1]}: " + ", ".join(
+            f"{o['op']} {100 * o['share']:.0f}% ({o['us_per_run']:.0f} µs)" for o in ops[:6]))
+
+
+@command
+def report(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    provider: ProviderOpt = "cpu",
+    json_out: JsonFlag = False,
+) -> None:
+    """The run's table (Markdown + JSON) and pareto.png from its eval and bench results."""
+    from edgecnn.report import build_report
+
+    result = build_report(run, provider=provider)
+    if json_out:
+        return show_json(result)
+    print_report(result)
+
+
+@command
+def info(
+    model: Annotated[Path, typer.Argument(help=".onnx file.")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Inputs, outputs, opset, operator counts, parameters, size and metadata of a model."""
+    from edgecnn.runtime.info import describe_model
+
+    result = describe_model(model)
+    if json_out:
+        return show_json(result)
+    opsets = ", ".join(f"{domain} {version}" for domain, version in result["opset"].items())
+    console.print(f"[bold]{result['model']}[/bold]  {kib(result['size_bytes'])}, {result['params']:,} params, "
+                  f"{result['macs']:,} MACs per sample, opset {opsets}, {result['producer']}")
+    for kind in ("inputs", "outputs"):
+        for t in result[kind]:
+            console.print(f"  {kind[:-1]} {t['name']}: {t['type']} {t['shape']}")
+    console.print("  ops: " + ", ".join(f"{k}×{v}" for k, v in result["ops"].items()))
+    for key, value in result["metadata"].items():
+        console.print(f"  {key} = {value}", markup=False, highlight=False)

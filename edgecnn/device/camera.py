@@ -1,0 +1,239 @@
+"""Live classification: a frame source read in its own thread, the model's preprocessing, results.
+
+Runtime half: OpenCV, numpy and onnxruntime, never torch; this is what runs on a Raspberry Pi.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edgecnn.device.capture import Grabber, open_source
+from edgecnn.errors import EdgecnnError
+from edgecnn.files import refuse_overwrite
+from edgecnn.runtime.preprocess import prepare, resolve_preprocess
+from edgecnn.runtime.session import Session
+
+RECORD_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}  # both are in every OpenCV wheel's FFmpeg
+
+
+@dataclass
+class _Stats:
+    start: float | None = None  # when the first frame was taken: opening the source is not counted
+    latencies_ms: list[float] = field(default_factory=list)
+    recent: deque = field(default_factory=lambda: deque(maxlen=30))
+
+    def add(self, started: float, latency_ms: float) -> float:
+        """Record one frame; returns the FPS over the last 30 frames."""
+        self.start = self.start or started
+        self.latencies_ms.append(latency_ms)
+        self.recent.append(time.perf_counter())
+        span = self.recent[-1] - self.recent[0]
+        return (len(self.recent) - 1) / span if span > 0 else 0.0
+
+
+def draw_overlay(frame: np.ndarray, top: list[dict[str, Any]], fps: float, latency_ms: float) -> np.ndarray:
+    """Top-k labels with probabilities, FPS and latency on a dark box in the frame's corner."""
+    lines = [f"{t['label']}  {100 * t['p']:.1f}%" for t in top] + [f"{fps:.1f} FPS  {latency_ms:.1f} ms"]
+    scale = max(0.5, frame.shape[0] / 720)
+    step = int(30 * scale)
+    h, w = step * len(lines) + step // 2, int(320 * scale)
+    corner = frame[:h, :w]
+    corner[:] = (corner * 0.4).astype(frame.dtype)
+    for i, text in enumerate(lines):
+        color = (80, 255, 80) if i == 0 else (255, 255, 255)
+        cv2.putText(frame, text, (10, step * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, color, 2, cv2.LINE_AA)
+    return frame
+
+
+class _Recorder:
+    """Annotated frames to a video written under a temporary name, renamed into place at the end."""
+
+    def __init__(self, path: Path, force: bool):
+        self.path = Path(path)
+        if self.path.suffix.lower() not in RECORD_CODECS:
+            raise EdgecnnError(f"--record {path}: accepted video types are {', '.join(RECORD_CODECS)}")
+        refuse_overwrite(self.path, force)
+        self.tmp: Path | None = None
+        self.writer: Any = None
+
+    def write(self, frame: np.ndarray, fps: float) -> None:
+        if self.writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.path.suffix, dir=self.path.parent)
+            os.close(fd)
+            self.tmp = Path(tmp)
+            fourcc = cv2.VideoWriter.fourcc(*RECORD_CODECS[self.path.suffix.lower()])
+            self.writer = cv2.VideoWriter(tmp, fourcc, fps, (frame.shape[1], frame.shape[0]))
+            if not self.writer.isOpened():
+                raise EdgecnnError(f"OpenCV cannot write video {self.path}")
+        self.writer.write(frame)
+
+    def close(self, keep: bool) -> bool:
+        """Release the writer; rename the video into place if `keep`. True when a video was kept."""
+        if self.writer is None:
+            return False
+        self.writer.release()
+        if keep:
+            os.replace(self.tmp, self.path)
+        self.tmp.unlink(missing_ok=True)
+        return keep
+
+
+def _open_window(title: str) -> None:
+    try:
+        cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+    except cv2.error:
+        raise EdgecnnError(
+            "window mode needs OpenCV with GUI support and a display (pip install opencv-python instead of "
+            "opencv-python-headless); use --headless for one JSON line per frame"
+        ) from None
+
+
+def loop_threads() -> int:
+    """Inference threads for the camera loop: every core but one, which capture and preprocessing use.
+
+    On two cores the loop runs as fast with one inference thread as with two, and the model's
+    figure without capture is then the one the loop can reach.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def run_camera(
+    model: Path,
+    source: str = "0",
+    *,
+    headless: bool = False,
+    max_frames: int | None = None,
+    record: Path | None = None,
+    force: bool = False,
+    top_k: int = 3,
+    provider: str = "cpu",
+    threads: int | None = None,
+    resolution: tuple[int, int] | None = None,
+    preprocess: dict[str, Any] | None = None,
+    labels: list[str] | None = None,
+    emit: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Classify frames until the source ends, `max_frames`, Ctrl-C, SIGTERM or q; returns a summary.
+
+    Headless: one JSON line per frame through `emit`. Otherwise a window with the overlay.
+    `preprocess` fields and `labels` replace the model's metadata (for models without it).
+    `threads` None: `loop_threads()`; 0: onnxruntime's default (every core).
+    """
+    if max_frames is not None and max_frames < 1:
+        raise EdgecnnError(f"--max-frames must be a positive count, got {max_frames}")
+    if top_k < 1:
+        raise EdgecnnError(f"--top-k must be at least 1, got {top_k}")
+    threads = loop_threads() if threads is None else threads
+    session = Session(model, provider=provider, threads=threads, spinning=False)  # the capture thread needs a core too
+    spec = resolve_preprocess(session.card.preprocess, session.input_shape, preprocess or {})
+    names = labels or session.card.labels
+    title = f"edgecnn {Path(model).name}"
+    recorder = _Recorder(record, force) if record else None
+    if not headless:
+        _open_window(title)
+    src = open_source(source, resolution)
+    grabber = Grabber(src, lambda frame: prepare(frame, spec))
+    stats = _Stats()
+    stopped, ok, recorded = "end of source", False, False
+    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    if previous is not None:
+        signal.signal(signal.SIGTERM, _raise_interrupt)  # systemd stops a service with SIGTERM
+    try:
+        while max_frames is None or len(stats.latencies_ms) < max_frames:
+            item = grabber.next()
+            if item is None:
+                break
+            t0 = time.perf_counter()
+            probs = session.card.probabilities(session.run(item.input)[0])
+            latency_ms = item.prepare_ms + (time.perf_counter() - t0) * 1e3  # preprocessing + inference
+            order = np.argsort(-probs)[:top_k]
+            top = [{"label": names[i] if names and i < len(names) else str(i), "index": int(i), "p": round(float(probs[i]), 4)} for i in order]
+            fps = stats.add(t0, latency_ms)
+            if headless:
+                emit(json.dumps({"frame": item.index, "label": top[0]["label"], "p": top[0]["p"], "top": top,
+                                 "latency_ms": round(latency_ms, 3), "fps": round(fps, 1)}))
+            if recorder or not headless:
+                draw_overlay(item.image, top, fps, latency_ms)
+            if recorder:
+                recorder.write(item.image, src.fps or 30.0)
+            if not headless:
+                cv2.imshow(title, item.image)
+                key = cv2.waitKey(1) & 0xFF
+                if key in (ord("q"), 27) or cv2.getWindowProperty(title, cv2.WND_PROP_VISIBLE) < 1:  # q, Esc or the close button
+                    stopped = "window closed"
+                    break
+        else:
+            stopped = "max frames"
+        ok = True
+    except KeyboardInterrupt:
+        stopped, ok = "interrupted", True
+    finally:
+        grabber.stop()
+        if recorder:
+            recorded = recorder.close(keep=ok)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if not headless:
+            cv2.destroyAllWindows()
+    return _summary(model, source, threads, stats, grabber.dropped, stopped, record if recorded else None)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _summary(model: Path, source: str, threads: int, stats: _Stats, dropped: int, stopped: str, record: Path | None) -> dict[str, Any]:
+    seconds = time.perf_counter() - stats.start if stats.start else 0.0
+    lat = np.asarray(stats.latencies_ms or [np.nan])
+    return {
+        "model": str(model),
+        "source": source,
+        "frames": len(stats.latencies_ms),
+        "dropped": dropped,
+        "seconds": round(seconds, 3),
+        "mean_fps": round(len(stats.latencies_ms) / seconds, 2) if seconds > 0 else 0.0,
+        "latency_p50_ms": float(np.percentile(lat, 50)),
+        "latency_p99_ms": float(np.percentile(lat, 99)),
+        "threads": threads,
+        "stopped": stopped,
+        "record": str(record) if record else None,
+    }
+
+
+def parse_pair(name: str, text: str, example: str) -> tuple[int, int]:
+    """'640x480' → (640, 480), refusing anything but two positive integers."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise EdgecnnError(f"--{name} {text!r} must be two positive integers joined by x, e.g. {example}")
+    return int(parts[0]), int(parts[1])
+
+
+def parse_floats(name: str, text: str) -> tuple[float, ...]:
+    """'0.485,0.456,0.406' → a tuple of floats."""
+    try:
+        return tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise EdgecnnError(f"--{name} {text!r} must be numbers separated by commas, e.g. 0.485,0.456,0.406") from None
+
+
+def read_labels(text: str) -> list[str]:
+    """Class names from a file (one per line) or a comma-separated list."""
+    path = Path(text)
+    if path.is_file():
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [p.strip() for p in text.split(",")]

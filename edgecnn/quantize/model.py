@@ -1,0 +1,200 @@
+"""int8 through onnxruntime.quantization: static QDQ/QOperator or dynamic, with named graph passes,
+the model card carried over and the quantization recorded in it."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from edgecnn.data import calibration_samples, resolve_split
+from edgecnn.errors import EdgecnnError
+from edgecnn.files import atomic_path, refuse_overwrite
+from edgecnn.quantize.passes import PASSES, check_passes, float_nodes, refuse_misfits, rewrite_float, session_needs
+from edgecnn.run import int8_sibling
+from edgecnn.runtime.card import ModelCard, Quantization, read_card, write_card
+from edgecnn.runtime.session import Session, load_onnx
+
+FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
+METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
+TYPES = {
+    "u8s8": (QuantType.QUInt8, QuantType.QInt8),
+    "s8s8": (QuantType.QInt8, QuantType.QInt8),
+    "u8u8": (QuantType.QUInt8, QuantType.QUInt8),
+}
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """One int8 configuration: quantizer settings, graph passes and nodes left in float.
+
+    The defaults are ONNX Runtime's recommended CNN settings."""
+
+    format: str = "qdq"
+    per_channel: bool = True
+    method: str = "minmax"
+    types: str = "u8s8"  # activations uint8, weights int8: the fast pair on x86 VNNI CPUs
+    reduce_range: bool = False
+    dynamic: bool = False
+    passes: tuple[str, ...] = ()  # names from edgecnn.quantize.passes.PASSES
+    exclude: tuple[str, ...] = ()  # nodes left in float by name
+
+    def __post_init__(self) -> None:
+        for value, accepted, what in ((self.format, FORMATS, "format"), (self.method, METHODS, "method"), (self.types, TYPES, "types")):
+            if value not in accepted:
+                raise EdgecnnError(f"unknown {what} {value!r} (accepted: {', '.join(accepted)})")
+        object.__setattr__(self, "passes", check_passes(tuple(self.passes), self.types, self.dynamic))
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+
+    def label(self) -> str:
+        """A short name for tables: qdq/u8s8/pc/minmax+s2d-stem…"""
+        if self.dynamic:
+            label = f"dynamic/{self.types}" + ("/rr" if self.reduce_range else "")
+        else:
+            label = "/".join([self.format, self.types, "pc" if self.per_channel else "pt", self.method, *(["rr"] if self.reduce_range else [])])
+        label += "".join(f"+{name}" for name in self.passes)
+        return label + (f"+{len(self.exclude)}float" if self.exclude else "")
+
+    @classmethod
+    def from_record(cls, record: Quantization, exclude: tuple[str, ...] = ()) -> QuantConfig:
+        """The configuration a model card's quantization record was made with (its named exclusions given)."""
+        return cls(record.format, record.per_channel, record.method, record.types, record.reduce_range, record.dynamic, record.passes, exclude)
+
+
+class ArrayReader(CalibrationDataReader):
+    """Feeds an array to onnxruntime's calibrators in fixed-size batches."""
+
+    def __init__(self, input_name: str, samples: np.ndarray, batch_size: int = 32):
+        self._batches = iter([{input_name: samples[i : i + batch_size]} for i in range(0, len(samples), batch_size)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+@dataclass(frozen=True)
+class Quantized:
+    """What `quantize_model` wrote."""
+
+    model: Path
+    source: Path
+    config: QuantConfig
+    calibration: str | None
+    size_bytes: int
+    source_size_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "model": str(self.model), "source": str(self.source), "label": self.config.label()}
+
+
+def quantize_model(
+    model: Path,
+    config: QuantConfig = QuantConfig(),
+    calib: Path | None = None,
+    samples: int = 256,
+    out: Path | None = None,
+    force: bool = False,
+) -> Quantized:
+    """Quantize an fp32 ONNX model to int8; calibration samples come from the training split."""
+    model = Path(model)
+    source = load_onnx(model)
+    card = read_card(source)
+    if card.quantization is not None:
+        raise EdgecnnError(f"{model} is already int8 (its model card records a quantization); quantize its fp32 source")
+    out = Path(out) if out else int8_sibling(model)
+    if out.resolve() == model.resolve():
+        raise EdgecnnError(f"output {out} would overwrite the input model; pass another --out")
+    refuse_overwrite(out, force)
+    session = Session(model)  # proves the model loads and gives its input name and shape
+    calib_source, x = None, None
+    if not config.dynamic:
+        split, calib_source = resolve_split(calib, model, "train")
+        x = calibration_samples(split, samples)
+        session.check_input(x)
+    with tempfile.TemporaryDirectory(prefix="edgecnn-quant-") as tmp:
+        prepared = prepare(model, Path(tmp) / "prepared.onnx")
+        refuse_misfits(onnx.load(str(prepared)), config.passes)
+        with atomic_path(out, force=True) as target:
+            quantize_prepared(prepared, target, config, card, x, calib_source)
+    return Quantized(out, model, config, calib_source, out.stat().st_size, model.stat().st_size)
+
+
+def prepare(model: Path, out: Path) -> Path:
+    """ONNX Runtime's pre-processing (shape inference, folding) that quantization expects first."""
+    quant_pre_process(str(model), str(out), skip_symbolic_shape=True)
+    return out
+
+
+def quantize_prepared(
+    prepared: Path,
+    target: Path,
+    config: QuantConfig,
+    card: ModelCard,
+    x: np.ndarray | None,
+    calib_source: str | None,
+) -> None:
+    """Quantize a pre-processed model into `target` with the config's passes; the card records how."""
+    model = onnx.load(str(prepared))
+    in_float = list(dict.fromkeys([*config.exclude, *float_nodes(model, config.passes)]))
+    in_float += rewrite_float(model, config.passes, in_float)
+    if config.passes:
+        prepared = prepared.with_name(f"{prepared.stem}.rewritten.onnx")
+        onnx.save(model, str(prepared))
+    replaced = [n for name in config.passes for n in PASSES[name].replaced_nodes(model)]
+    if set(replaced) & set(in_float):
+        raise EdgecnnError(f"the passes rewrite {', '.join(replaced)} in int8; they cannot also be left in float")
+    with contextlib.redirect_stdout(io.StringIO()):  # entropy/percentile calibrators print progress
+        _run_quantizer(prepared, target, config, model.graph.input[0].name, x, in_float + replaced)
+    quantized = onnx.load(str(target))
+    for name in config.passes:
+        PASSES[name].after(quantized, model, x, config.per_channel, config.reduce_range)
+    record = Quantization(
+        format=config.format, per_channel=config.per_channel, method=config.method, types=config.types,
+        reduce_range=config.reduce_range, dynamic=config.dynamic, passes=config.passes, excluded_nodes=tuple(in_float),
+        calibration=calib_source, samples=0 if x is None else len(x),
+    )
+    write_card(quantized, dataclasses.replace(card, quantization=record, session_options=session_needs(config.passes)))
+    onnx.save(quantized, str(target))
+
+
+def _run_quantizer(
+    prepared: Path, target: Path, config: QuantConfig, input_name: str, x: np.ndarray | None, exclude: list[str]
+) -> None:
+    activation, weight = TYPES[config.types]
+    if config.dynamic:
+        quantize_dynamic(
+            str(prepared),
+            str(target),
+            per_channel=config.per_channel,
+            reduce_range=config.reduce_range,
+            weight_type=weight,
+            nodes_to_exclude=exclude,
+        )
+        return
+    quantize_static(
+        str(prepared),
+        str(target),
+        ArrayReader(input_name, x),
+        quant_format=FORMATS[config.format],
+        per_channel=config.per_channel,
+        reduce_range=config.reduce_range,
+        activation_type=activation,
+        weight_type=weight,
+        calibrate_method=METHODS[config.method],
+        nodes_to_exclude=exclude,
+    )

@@ -1,0 +1,192 @@
+"""Accuracy-budgeted int8: try the configurations the graph passes allow, rank layers by
+quantization error, leave the worst in float until the budget holds, keep the fastest model that
+beats fp32.
+
+Accuracy is measured on the held-out validation split (never test), latency on the target
+provider and batch, all candidates interleaved with fp32 in one run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edgecnn.data import calibration_samples, resolve_splits
+from edgecnn.errors import EdgecnnError
+from edgecnn.files import atomic_path, refuse_overwrite, write_json
+from edgecnn.quantize.layers import layer_errors
+from edgecnn.quantize.model import QuantConfig, prepare, quantize_prepared
+from edgecnn.quantize.passes import PASSES, float_nodes, pass_sets
+from edgecnn.run import decision_path, int8_sibling
+from edgecnn.runtime.bench import bench_models
+from edgecnn.runtime.card import read_card
+from edgecnn.runtime.evaluate import accuracy
+from edgecnn.runtime.session import Session, load_onnx
+
+MAX_FLOAT_LAYERS = 6  # past this many float layers int8 rarely pays; the search stops
+SPEED_TIE = 0.02  # speed scores this close are a shared machine's noise: the smaller file is kept
+
+
+def candidate_configs(prepared: onnx.ModelProto) -> list[QuantConfig]:
+    """ORT's defaults, S8S8, and U8S8 with every combination of passes that fit the model and pay on it."""
+    return [QuantConfig(), QuantConfig(types="s8s8"), *(QuantConfig(passes=names) for names in pass_sets(prepared) if names)]
+
+
+@dataclass
+class Trial:
+    """One configuration tried: its accuracy on the validation split, then its timing against fp32."""
+
+    config: QuantConfig
+    model: Path | None
+    val_accuracy: float
+    drop_points: float
+    within_budget: bool
+    size_bytes: int
+    p50_ms: dict[int, float] = field(default_factory=dict)
+    speedup: dict[int, float] = field(default_factory=dict)
+    score: float | None = None  # geometric mean of the speedups over the batches
+    chosen: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.label(),
+            "settings": dataclasses.asdict(self.config),
+            **{k: v for k, v in dataclasses.asdict(self).items() if k not in ("config", "model")},
+        }
+
+
+def auto_quantize(
+    model: Path,
+    calib: Path | None = None,
+    max_drop: float = 0.5,
+    provider: str = "cpu",
+    batches: list[int] = (1,),
+    samples: int = 256,
+    runs: int = 200,
+    out: Path | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Search int8 configurations within `max_drop` accuracy points; keep the fastest that beats fp32.
+
+    Where fp32 is kept, nothing is written but the decision: an int8 file already at `out` (only
+    possible with `force`) is left as it was, and the decision says so.
+    """
+    model = Path(model)
+    if max_drop < 0:
+        raise EdgecnnError(f"--max-drop must be ≥ 0 accuracy points, got {max_drop}")
+    out = Path(out) if out else int8_sibling(model)
+    decision_file = decision_path(out)
+    refuse_overwrite(out, force)
+    refuse_overwrite(decision_file, force)
+    card = read_card(load_onnx(model))
+    (train_split, calib_source), (val, val_source) = resolve_splits(calib, model, "train", "val")
+    x = calibration_samples(train_split, samples)
+    Session(model).check_input(x)
+    base_acc = accuracy(model, val.x, val.y)
+
+    with tempfile.TemporaryDirectory(prefix="edgecnn-auto-") as tmp:
+        tmp = Path(tmp)
+        prepared = prepare(model, tmp / "prepared.onnx")
+        trials: list[Trial] = []
+
+        def attempt(config: QuantConfig) -> Trial:
+            path = tmp / f"trial{len(trials)}.onnx"
+            quantize_prepared(prepared, path, config, card, x, calib_source)
+            acc = accuracy(path, val.x, val.y)
+            drop = 100 * (base_acc - acc)
+            trials.append(Trial(config, path, acc, drop, drop <= max_drop, path.stat().st_size))
+            return trials[-1]
+
+        prepared_model = onnx.load(str(prepared))
+        for config in candidate_configs(prepared_model):
+            attempt(config)
+        ranking: list[dict[str, Any]] = []
+        if not any(t.within_budget for t in trials):
+            best = max(trials, key=lambda t: t.val_accuracy)
+            config = best.config
+            for method in ("percentile", "entropy"):  # calibration that ignores outliers, before giving up layers
+                attempt(dataclasses.replace(config, method=method))
+        if not any(t.within_budget for t in trials):
+            if config.format == "qdq":
+                ranking = layer_errors(prepared, best.model, x[:64])
+            present = {n.name for n in prepared_model.graph.node}
+            by_passes = set(float_nodes(prepared_model, config.passes))
+            replaced = {n for name in config.passes for n in PASSES[name].replaced_nodes(prepared_model)}
+            layers = 0
+            for row in ranking:
+                in_float = by_passes | set(config.exclude)
+                newly = [n for n in row["nodes"] if n in present and n not in in_float]
+                if not newly or replaced & set(newly):  # already float (a float stem's block): its error is where int8
+                    continue  # begins; a block a pass rewrites in int8 has its float twin among the candidates
+                config = dataclasses.replace(config, exclude=(*config.exclude, *newly))
+                layers += 1
+                if attempt(config).within_budget or layers == MAX_FLOAT_LAYERS:
+                    break
+
+        fine = [t for t in trials if t.within_budget]
+        timing = bench_models([model, *(t.model for t in fine)], provider=provider, batches=list(batches), runs=runs) if fine else None
+        for r in timing["results"] if timing else []:
+            trial = next((t for t in fine if t.model == Path(r["model"])), None)
+            if trial is not None:
+                trial.p50_ms[r["batch"]] = r["p50_ms"]
+                trial.speedup[r["batch"]] = r["speedup"]
+        for t in fine:
+            t.score = float(np.exp(np.mean(np.log(list(t.speedup.values())))))
+        chosen = choose(fine)
+        if chosen:
+            chosen.chosen = True
+            with atomic_path(out, force=True) as target:
+                shutil.copyfile(chosen.model, target)
+
+    decision = {
+        "model": str(model),
+        "kept": str(out) if chosen else str(model),
+        "kept_variant": chosen.config.label() if chosen else "fp32",
+        "kept_passes": list(chosen.config.passes) if chosen else [],
+        "reason": _reason(chosen, fine, max_drop),
+        "left_alone": str(out) if not chosen and out.exists() else None,
+        "max_drop_points": max_drop,
+        "fp32_val_accuracy": base_acc,
+        "validation": val_source,
+        "calibration": calib_source,
+        "provider": provider,
+        "batches": list(batches),
+        "fp32_p50_ms": {r["batch"]: r["p50_ms"] for r in timing["results"] if r["model"] == str(model)} if timing else None,
+        "machine": timing["machine"] if timing else None,
+        "trials": [t.to_dict() for t in trials],
+        "layer_ranking": ranking,
+    }
+    write_json(decision_file, decision, force=True)
+    return decision
+
+
+def _beats_fp32(timed: list[Trial]) -> list[Trial]:
+    return [t for t in timed if min(t.speedup.values()) > 1.0]
+
+
+def choose(timed: list[Trial]) -> Trial | None:
+    """Of the timed trials that beat fp32 at every batch, the smallest file among those within
+    SPEED_TIE of the best score; None where none beats fp32."""
+    faster = _beats_fp32(timed)
+    if not faster:
+        return None
+    fastest = max(t.score for t in faster)
+    return min((t for t in faster if t.score >= (1 - SPEED_TIE) * fastest), key=lambda t: (t.size_bytes, -t.score))
+
+
+def _reason(chosen: Trial | None, fine: list[Trial], max_drop: float) -> str:
+    if chosen:
+        speedups = ", ".join(f"{s:.2f}× at b{b}" for b, s in chosen.speedup.items())
+        fastest = chosen.score == max(t.score for t in _beats_fp32(fine))  # a trial slower at some batch is out of the race
+        which = "the fastest int8" if fastest else f"the smallest int8 within {SPEED_TIE:.0%} of the fastest and"
+        return f"{chosen.config.label()} is {which} within {max_drop} points: {speedups} vs fp32"
+    if fine:
+        return "no int8 configuration within budget beats fp32 at every batch on this provider; fp32 kept"
+    return f"no int8 configuration stays within {max_drop} accuracy points; fp32 kept"

@@ -1,0 +1,47 @@
+import pytest
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.runtime.bench import bench_models, machine_info, parse_batches, percentiles
+
+
+def test_bench_interleaves_models_and_reports_ratios(digits_run):
+    fp32, int8 = digits_run / "model.fp32.onnx", digits_run / "model.int8.onnx"
+    result = bench_models([fp32, int8], batches=[1, 4], warmup=2, runs=20)
+    assert result["interleaved"] and result["threads"] == 1 and result["provider"] == "cpu"
+    assert {"cpu", "machine", "onnxruntime", "cores"} <= set(result["machine"])
+    rows = {(r["variant"], r["batch"]): r for r in result["results"]}
+    assert set(rows) == {("fp32", 1), ("int8", 1), ("fp32", 4), ("int8", 4)}
+    assert rows[("fp32", 1)]["speedup"] == 1.0
+    for r in rows.values():
+        assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
+        assert r["throughput"] == pytest.approx(r["batch"] * 1e3 / r["p50_ms"])
+        assert r["size_bytes"] > 0
+    assert rows[("int8", 4)]["speedup"] == pytest.approx(rows[("fp32", 4)]["p50_ms"] / rows[("int8", 4)]["p50_ms"])
+
+
+def test_parse_batches():
+    assert parse_batches("1,32") == [1, 32]
+    for bad in ("", "0", "1,x", "-4"):
+        with pytest.raises(EdgecnnError, match="--batch must be positive integers"):
+            parse_batches(bad)
+
+
+def test_percentiles_and_machine_info():
+    stats = percentiles([1.0] * 98 + [10.0, 20.0])
+    assert stats["p50_ms"] == 1.0 and stats["p99_ms"] > 9.0
+    assert machine_info()["onnxruntime"]
+
+
+def test_bench_refuses_nothing_to_measure(digits_run):
+    with pytest.raises(EdgecnnError, match="at least one"):
+        bench_models([])
+    with pytest.raises(EdgecnnError, match="--runs"):
+        bench_models([digits_run / "model.fp32.onnx"], runs=0)
+
+
+def test_op_profile_shares_sum_to_one(digits_run):
+    from edgecnn.runtime.bench import op_profile
+
+    ops = op_profile(digits_run / "model.int8.onnx", batch=4, runs=5)
+    assert ops and abs(sum(o["share"] for o in ops) - 1.0) < 1e-6
+    assert ops == sorted(ops, key=lambda o: -o["us_per_run"])

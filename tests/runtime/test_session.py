@@ -1,0 +1,49 @@
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.runtime.session import PROVIDERS, Session, resolve_provider
+
+
+def _foreign_model(path, shape=("n", 3)):
+    """A metadata-free ONNX model as a user's own tool would write it: y = x * 2."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))
+    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "g", [x], [y], [two])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_foreign_model_runs_without_metadata(tmp_path):
+    session = Session(_foreign_model(tmp_path / "mine.onnx"))
+    assert session.card.labels is None and session.card.output == "logits"
+    assert session.predict(np.ones((2, 3), np.float32)).tolist() == [[2, 2, 2], [2, 2, 2]]
+
+
+def test_unknown_and_missing_providers_name_the_alternatives():
+    with pytest.raises(EdgecnnError, match=r"unknown provider 'gpu' \(accepted: cpu, cuda, tensorrt"):
+        resolve_provider("gpu")
+    missing = [n for n, p in PROVIDERS.items() if p.ep not in ort.get_available_providers()]
+    assert missing, "this test needs one provider absent from the installed onnxruntime"
+    name = missing[0]
+    with pytest.raises(EdgecnnError, match=rf"provider '{name}'.*not in this onnxruntime.*available: cpu.*install"):
+        resolve_provider(name)
+
+
+def test_bad_files_give_one_line(tmp_path):
+    with pytest.raises(EdgecnnError, match="not found"):
+        Session(tmp_path / "none.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"this is not protobuf at all \x00\xff")
+    with pytest.raises(EdgecnnError, match="junk.onnx is not an ONNX model"):
+        Session(junk)
+
+
+def test_input_shape_mismatch_is_explained(digits_run):
+    session = Session(digits_run / "model.fp32.onnx")
+    with pytest.raises(EdgecnnError, match=r"samples have shape \[3, 8, 8\].*expects \['batch', 1, 8, 8\]"):
+        session.predict(np.zeros((2, 3, 8, 8), np.float32))

@@ -1,0 +1,47 @@
+from pathlib import Path
+
+from edgecnn.run import Run, decision_path, exported_path, file_digest, fp32_sibling, int8_sibling, variant_name
+
+
+def test_every_artifact_name_comes_from_the_run(tmp_path):
+    run = Run(tmp_path / "digits")
+    assert run.weights() == tmp_path / "digits" / "model.pt"
+    assert run.weights("pruned").name == "model.pruned.pt"
+    assert run.onnx("fp32").name == "model.fp32.onnx" and run.onnx("int8", family="pruned").name == "model.pruned.int8.onnx"
+    assert run.model("pruned.int8") == run.onnx("int8", family="pruned")
+    assert (run.eval_json("pruned.int8").name, run.bench_json("cuda").name, run.prune_json("structured").name) == (
+        "eval-pruned.int8.json", "bench-cuda.json", "prune-structured.json")
+    assert Run.of(run.onnx("fp32")) is None  # no recipe.json yet
+    run.root.mkdir()
+    run.recipe_json.write_text("{}")
+    assert Run.of(run.onnx("fp32")) == run
+
+
+def test_variant_and_sibling_names():
+    assert variant_name(Path("runs/d/model.fp32.onnx")) == "fp32"
+    assert variant_name(Path("runs/d/model.pruned.int8.onnx")) == "pruned.int8"
+    assert variant_name(Path("resnet.onnx")) == "resnet"
+    assert int8_sibling(Path("r/model.fp32.onnx")) == Path("r/model.int8.onnx")
+    assert int8_sibling(Path("r/mine.onnx")) == Path("r/mine.int8.onnx")
+    assert fp32_sibling(Path("r/model.pruned.int8.onnx")) == Path("r/model.pruned.fp32.onnx")
+    assert exported_path(Path("r/model.pruned.pt")) == Path("r/model.pruned.fp32.onnx")
+    assert decision_path(Path("r/model.int8.onnx")) == Path("r/quantize-decision.json")
+    assert decision_path(Path("r/model.pruned.int8.onnx")) == Path("r/quantize-decision.pruned.json")
+    assert decision_path(Path("r/mine.int8.onnx")) == Path("r/mine.quantize-decision.json")
+
+
+def test_derived_lists_what_steps_after_training_wrote(tmp_path):
+    run = Run(tmp_path)
+    for name in ("model.pt", "recipe.json", "history.json", "model.fp32.onnx", "model.pruned.pt", "eval-fp32.json",
+                 "bench-cpu.json", "quantize-decision.json", "report.md", "pareto.png"):
+        (tmp_path / name).write_text("x")
+    assert sorted(p.name for p in run.derived()) == [
+        "bench-cpu.json", "eval-fp32.json", "model.fp32.onnx", "model.pruned.pt", "pareto.png", "quantize-decision.json", "report.md"]
+
+
+def test_file_digest_changes_with_the_content(tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"a")
+    first = file_digest(path)
+    path.write_bytes(b"b")
+    assert len(first) == 64 and file_digest(path) != first
