@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from edgecnn.data import Dataset, Split, load_run_dataset
+from edgecnn.measure import evaluate_model
 from edgecnn.quantize.model import quantize_model
-from edgecnn.runtime.evaluate import evaluate_model
 from edgecnn.train.export import export_onnx, export_run
 from edgecnn.train.fit import train
 from edgecnn.train.nets import build_net, count_params
@@ -62,7 +62,7 @@ def test_recipe_trains_as_its_document_does(name):
 def test_seq1d_is_a_sequence_model():
     recipe = get_recipe("seq1d")
     assert recipe.dataset == "mnist1d" and recipe.input_shape == (1, 40)
-    assert recipe.preprocess["layout"] == "NCL"
+    assert recipe.preprocess.layout == "NCL"
 
 
 def _random_dataset(shape: tuple[int, ...], n: int = 48, seed: int = 0) -> Dataset:
@@ -106,6 +106,6 @@ def test_seq1d_exports_and_quantizes_its_1d_convolutions(tmp_path):
     assert exported["parity_max_abs_diff"] < 1e-4
     npz = tmp_path / "test.npz"
     np.savez(npz, x=data.test.x, y=data.test.y)
-    int8 = quantize_model(fp32, calib=npz, out=tmp_path / "seq1d.int8.onnx")["model"]
+    int8 = quantize_model(fp32, calib=npz, out=tmp_path / "seq1d.int8.onnx").model
     result = evaluate_model(int8, npz)
     assert result["samples"] == 16 and 0.0 <= result["accuracy"] <= 1.0

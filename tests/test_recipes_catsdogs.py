@@ -45,8 +45,8 @@ def test_catsdogs_without_data_dir_is_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_catsdogs_trains_and_exports_a_probability(tmp_path, pets):
-    from edgecnn.runtime import Session
-    from edgecnn.runtime.evaluate import evaluate_model
+    from edgecnn.measure import evaluate_model
+    from edgecnn.runtime.session import Session
     from edgecnn.train.export import export_run
 
     run = tmp_path / "catsdogs"
@@ -58,8 +58,8 @@ def test_catsdogs_trains_and_exports_a_probability(tmp_path, pets):
     exported = export_run(run)
     assert exported["output"] == "probability"
     session = Session(exported["model"])
-    assert session.card.output == "sigmoid" and session.card.labels == ["cats", "dogs"]
-    assert session.card.preprocess["size"] == [150, 150]
+    assert session.card.output == "sigmoid" and session.card.labels == ("cats", "dogs")
+    assert session.card.preprocess.size == (150, 150)
     p = session.predict(np.random.default_rng(0).random((3, 3, 150, 150), dtype=np.float32))
     assert p.shape == (3, 1) and ((0 <= p) & (p <= 1)).all()
     assert evaluate_model(exported["model"], run)["samples"] == 2

@@ -53,17 +53,34 @@ def test_runtime_commands_print_tables_and_json(digits_run, tmp_path):
     assert [r["variant"] for r in json.loads(result.output)["results"]] == ["fp32", "int8"]
     result = invoke("info", digits_run / "model.fp32.onnx")
     assert "edgecnn.labels" in result.output and "Conv×2" in result.output
+    assert "14,144 MACs per sample, opset ai.onnx 17" in result.output
     result = invoke("recipes", "--json")
     assert {"recipe": "digits", "params": 994}.items() <= next(r for r in json.loads(result.output) if r["recipe"] == "digits").items()
 
 
-def test_runtime_modules_do_not_import_torch():
+TORCH_FREE_WINGS = ("runtime", "graph", "quantize", "device", "data", "cli")
+
+
+def test_every_module_outside_the_training_half_imports_without_torch():
+    """Each module of the runtime, graph, quantize, device, data and cli wings, and the top-level ones
+    but pipeline, imported alone in an interpreter where torch, scikit-learn and matplotlib cannot load."""
+    import pkgutil
+
+    import edgecnn
+
+    modules = [m.name for m in pkgutil.walk_packages(edgecnn.__path__, "edgecnn.")
+               if m.name.split(".")[1] in TORCH_FREE_WINGS or (not m.ispkg and m.name.count(".") == 1 and m.name != "edgecnn.pipeline")]
+    assert len(modules) > 30 and "edgecnn.quantize.search" in modules and "edgecnn.graph.s2dstem" in modules
     code = (
-        "import sys; import edgecnn.cli, edgecnn.runtime, edgecnn.runtime.evaluate, edgecnn.runtime.bench, edgecnn.report, edgecnn.data,"
-        " edgecnn.device.camera, edgecnn.device.capture, edgecnn.runtime.preprocess, edgecnn.device.pack, edgecnn.device.arm;"
-        "print(sorted(m for m in ('torch', 'sklearn', 'matplotlib') if m in sys.modules))"
+        "import importlib, sys\n"
+        "for name in ('torch', 'sklearn', 'matplotlib', 'torch_pruning'): sys.modules[name] = None\n"
+        "failed = []\n"
+        "for module in sys.argv[1:]:\n"
+        "    try: importlib.import_module(module)\n"
+        "    except ImportError as exc: failed.append(f'{module}: {exc}')\n"
+        "print(failed)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
@@ -146,35 +163,62 @@ def test_usage_errors_are_plain_lines():
     assert "Error: Invalid value for '--epochs'" in result.output and "╭" not in result.output
 
 
-def test_quantize_flags_reach_the_config(digits_run, tmp_path):
-    """Every layout knob of quantize is a flag, and what it did is in the int8 model's record."""
+def test_quantize_passes_reach_the_card(digits_run, tmp_path):
+    """--pass names reach the int8 model's card, with what each pass rewrote; a pair that excludes each other
+    is one line and exit 2, nothing written."""
     import onnx
 
-    from edgecnn.runtime import META_QUANTIZATION, read_metadata
+    from edgecnn.runtime.card import read_card
 
     out = tmp_path / "flags.int8.onnx"
     result = invoke("quantize", digits_run / "model.fp32.onnx", "--calib", digits_run, "--samples", 32,
-                    "--float-stem", "--keep-float-pool", "--pad-input", "--out", out, "--json")
+                    "--pass", "float-pool", "--pass", "float-stem", "--pass", "float-head", "--out", out, "--json")
     assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["label"] == "qdq/u8s8/pc/minmax+float-stem+float-pool+float-head"
     model = onnx.load(str(out))
-    record = json.loads(read_metadata(model)[META_QUANTIZATION])
-    assert record["float_stem"] and record["keep_float_pool"] and record["pad_input"]
-    assert {"input_channel_pad", "/2/MaxPool_to_nhwc"} <= {n.name for n in model.graph.node}
+    card = read_card(model)
+    assert card.quantization.passes == ("float-stem", "float-pool", "float-head")
+    assert card.session_options.disabled_optimizers == ("QDQPropagationTransformer",)
+    assert {"/2/MaxPool_to_nhwc", "/9/Gemm"} <= {n.name for n in model.graph.node}
+    out = tmp_path / "s2d.int8.onnx"
+    assert invoke("quantize", digits_run / "model.fp32.onnx", "--calib", digits_run, "--samples", 32, "--pass", "s2d-stem", "--out", out).exit_code == 0
+    assert read_card(onnx.load(str(out))).quantization.passes == ("s2d-stem",)
+    refused = tmp_path / "both.int8.onnx"
+    assert_one_line_error(invoke("quantize", digits_run / "model.fp32.onnx", "--calib", digits_run, "--pass", "s2d-stem", "--pass", "float-stem",
+                                 "--out", refused), "pass s2d-stem cannot be combined with float-stem")
+    assert_one_line_error(invoke("quantize", digits_run / "model.fp32.onnx", "--pass", "float-tail", "--out", refused), "'float-tail'", "s2d-stem")
+    assert not refused.exists()
 
 
-def test_quantize_s2d_stem_and_float_head_flags(digits_run, tmp_path):
-    """--s2d-stem and --float-head reach the record; --s2d-stem with --float-stem is one line and exit 2,
-    nothing written."""
+def test_quantize_passes_lists_what_each_needs():
+    result = invoke("quantize-passes", "--json")
+    rows = {r["pass"]: r for r in json.loads(result.output)}
+    assert list(rows) == ["float-stem", "float-pool", "s2d-stem", "pad-input", "float-head"]
+    assert rows["s2d-stem"]["domains"] == ["com.microsoft"] and rows["float-pool"]["requires"] == ["float-stem"]
+
+
+def test_quantize_search_and_layers_have_their_own_commands(digits_run, tmp_path):
+    run = tmp_path / "digits"
+    shutil.copytree(digits_run, run)
+    result = invoke("quantize-search", run / "model.fp32.onnx", "--batch", "1", "--runs", "10", "--force")
+    assert result.exit_code == 0, result.output
+    decision = json.loads((run / "quantize-decision.json").read_text())
+    assert "int8 search on cpu" in result.output and "qdq/s8s8/pc/minmax" in result.output
+    if decision["kept_variant"] == "fp32":  # the older int8 stays, and the output says whose it is
+        assert (run / "model.int8.onnx").read_bytes() == (digits_run / "model.int8.onnx").read_bytes()
+        assert "left as it was" in result.output
+    result = invoke("quantize-layers", digits_run / "model.int8.onnx", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["layers"][0]["loss_db"] >= json.loads(result.output)["layers"][-1]["loss_db"]
+
+
+def test_a_misspelled_card_key_is_refused_by_every_reader(digits_run, tmp_path):
     import onnx
 
-    from edgecnn.runtime import META_QUANTIZATION, read_metadata
-
-    out = tmp_path / "s2d.int8.onnx"
-    result = invoke("quantize", digits_run / "model.fp32.onnx", "--calib", digits_run, "--samples", 32, "--s2d-stem", "--float-head", "--out", out, "--json")
-    assert result.exit_code == 0, result.output
-    record = json.loads(read_metadata(onnx.load(str(out)))[META_QUANTIZATION])
-    assert record["s2d_stem"] and record["float_head"] and record["excluded_nodes"] == ["/9/Gemm"]
-    refused = tmp_path / "both.int8.onnx"
-    assert_one_line_error(invoke("quantize", digits_run / "model.fp32.onnx", "--calib", digits_run, "--s2d-stem", "--float-stem", "--out", refused),
-                          "--s2d-stem", "without --float-stem")
-    assert not refused.exists()
+    model = onnx.load(str(digits_run / "model.int8.onnx"))
+    prop = next(p for p in model.metadata_props if p.key == "edgecnn.preprocess")
+    prop.value = prop.value.replace('"color"', '"colour"')
+    typo = tmp_path / "typo.onnx"
+    onnx.save(model, str(typo))
+    for args in (["camera", typo, "--source", tmp_path, "--headless"], ["eval", typo, "--data", digits_run], ["info", typo]):
+        assert_one_line_error(invoke(*args), "unknown key(s) 'colour'", "accepted: size, color")

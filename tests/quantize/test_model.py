@@ -1,58 +1,79 @@
-import json
-
 import numpy as np
 import onnx
 import pytest
+from onnx_nets import Block, cnn, save_with_data
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.quantize.model import QuantConfig, int8_path, quantize_model
-from edgecnn.runtime import META_LABELS, META_QUANTIZATION, Session, read_metadata
+from edgecnn.quantize.model import QuantConfig, quantize_model
+from edgecnn.runtime.card import read_card
+from edgecnn.runtime.session import Session
 
 
-def test_int8_model_carries_metadata_and_agrees_with_fp32(digits_run):
+def _agreement(fp32, int8, x) -> float:
+    return float((Session(fp32).predict(x).argmax(1) == Session(int8).predict(x).argmax(1)).mean())
+
+
+def test_int8_model_carries_the_card_and_agrees_with_fp32(digits_run):
     int8 = digits_run / "model.int8.onnx"
     model = onnx.load(str(int8))
-    ops = {n.op_type for n in model.graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
-    meta = read_metadata(model)
-    assert META_LABELS in meta
-    record = json.loads(meta[META_QUANTIZATION])
-    assert record["format"] == "qdq" and record["per_channel"] and record["samples"] == 128
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model.graph.node}  # QDQ format
+    card = read_card(model)
+    assert card.labels == tuple(str(i) for i in range(10)) and card.recipe == "digits"
+    assert card.quantization.format == "qdq" and card.quantization.per_channel and card.quantization.samples == 128
+    assert card.quantization.passes == () and card.session_options.disabled_optimizers == ()
     from edgecnn.data import load_dataset
 
-    test = load_dataset("digits").test
-    fp32_pred = Session(digits_run / "model.fp32.onnx").predict(test.x).argmax(1)
-    int8_pred = Session(int8).predict(test.x).argmax(1)
-    assert (fp32_pred == int8_pred).mean() >= 0.97
+    assert _agreement(digits_run / "model.fp32.onnx", int8, load_dataset("digits").test.x) >= 0.97
 
 
-@pytest.mark.parametrize(
-    "config",
-    [QuantConfig(format="qoperator"), QuantConfig(per_channel=False, method="entropy"), QuantConfig(dynamic=True)],
-    ids=["qoperator", "per-tensor-entropy", "dynamic"],
-)
-def test_other_configurations_produce_runnable_models(digits_run, tmp_path, config):
-    out = quantize_model(digits_run / "model.fp32.onnx", config, calib=digits_run, samples=64, out=tmp_path / "q.onnx")
-    x = np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32)
-    assert Session(out["model"]).predict(x).shape == (4, 10)
+def test_each_quantizer_setting_reaches_the_graph(small_net, tmp_path):
+    """QOperator fuses Q/DQ into QLinear ops, per-tensor gives one weight scale, dynamic quantizes at run time;
+    each stays close to fp32."""
+    fp32, data = small_net
+    x = np.load(data)["x"]
+
+    def quantized(config, name):
+        model = quantize_model(fp32, config, calib=data, samples=64, out=tmp_path / name).model
+        return model, onnx.load(str(model))
+
+    path, model = quantized(QuantConfig(format="qoperator"), "qop.onnx")
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QLinearConv"} <= ops and "DequantizeLinear" not in {n.op_type for n in model.graph.node if n.name.startswith("conv2")}
+    assert _agreement(fp32, path, x) >= 0.9
+    path, model = quantized(QuantConfig(per_channel=False, method="entropy"), "pt.onnx")
+    scales = {i.name: i for i in model.graph.initializer}
+    weight_scale = next(scales[n.input[1]] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0].startswith("conv2_w"))
+    assert list(weight_scale.dims) == [] and read_card(model).quantization.method == "entropy"
+    assert _agreement(fp32, path, x) >= 0.9
+    path, model = quantized(QuantConfig(dynamic=True), "dyn.onnx")
+    assert "DynamicQuantizeLinear" in {n.op_type for n in model.graph.node} and read_card(model).quantization.samples == 0
+    assert _agreement(fp32, path, x) >= 0.9
 
 
-def test_quantize_errors_are_one_line(digits_run, tmp_path):
+def test_quantize_errors_are_one_line_and_write_nothing(digits_run, small_net, tmp_path):
     fp32 = digits_run / "model.fp32.onnx"
     with pytest.raises(EdgecnnError, match="--force"):
         quantize_model(fp32, calib=digits_run)
-    with pytest.raises(EdgecnnError, match="unknown format 'int4'"):
-        quantize_model(fp32, QuantConfig(format="int4"), calib=digits_run, out=tmp_path / "a.onnx")
-    with pytest.raises(EdgecnnError, match="--keep-float-pool .* add --float-stem"):
-        quantize_model(fp32, QuantConfig(keep_float_pool=True), calib=digits_run, out=tmp_path / "a.onnx")
+    with pytest.raises(EdgecnnError, match=r"unknown format 'int4' \(accepted: qdq, qoperator\)"):
+        QuantConfig(format="int4")
+    with pytest.raises(EdgecnnError, match="pass float-pool needs pass float-stem too"):
+        QuantConfig(passes=("float-pool",))
+    with pytest.raises(EdgecnnError, match=r"unknown quantization pass\(es\) 'float-tail' \(accepted: float-stem, float-pool"):
+        QuantConfig(passes=("float-tail",))
+    with pytest.raises(EdgecnnError, match="already int8"):
+        quantize_model(digits_run / "model.int8.onnx", calib=digits_run, out=tmp_path / "twice.onnx")
     wrong = tmp_path / "wrong.npz"
     np.savez(wrong, x=np.zeros((4, 1, 28, 28), np.float32), y=np.zeros(4, np.int64))
     with pytest.raises(EdgecnnError, match=r"shape \[1, 28, 28\].*expects \['batch', 1, 8, 8\]"):
         quantize_model(fp32, calib=wrong, out=tmp_path / "b.onnx")
-    assert not (tmp_path / "b.onnx").exists()
+    (tmp_path / "four").mkdir()
+    net, data = save_with_data(cnn((4, 16, 16), (Block(8, pool=2), Block(8)), classes=10), tmp_path / "four", samples=8)
+    with pytest.raises(EdgecnnError, match="pass pad-input does not fit this model: the first conv already reads 4 channels"):
+        quantize_model(net, QuantConfig(passes=("pad-input",)), calib=data, out=tmp_path / "c.onnx")
+    assert not (tmp_path / "b.onnx").exists() and not (tmp_path / "c.onnx").exists() and not (tmp_path / "twice.onnx").exists()
 
 
-def test_int8_path_names():
-    assert int8_path("runs/x/model.fp32.onnx").name == "model.int8.onnx"
-    assert int8_path("runs/x/model.pruned.fp32.onnx").name == "model.pruned.int8.onnx"
-    assert int8_path("mine.onnx").name == "mine.int8.onnx"
+def test_labels_name_the_settings_and_passes():
+    assert QuantConfig().label() == "qdq/u8s8/pc/minmax"
+    assert QuantConfig(passes=("float-head", "s2d-stem"), exclude=("a",)).label() == "qdq/u8s8/pc/minmax+s2d-stem+float-head+1float"
+    assert QuantConfig(dynamic=True, reduce_range=True).label() == "dynamic/u8s8/rr"

@@ -3,7 +3,6 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import precision_recall_fscore_support
 
-from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.evaluate import accuracy, confusion_matrix, evaluate_samples, per_class_scores
 from edgecnn.runtime.session import Session
 

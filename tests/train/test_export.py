@@ -1,11 +1,10 @@
-import json
-
 import numpy as np
 import onnx
 import pytest
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime import META_LABELS, META_OUTPUT, META_PARITY, META_PREPROCESS, META_RECIPE, Session, read_metadata
+from edgecnn.runtime.card import read_card
+from edgecnn.runtime.session import Session
 from edgecnn.train.export import OPSET, export_run
 
 
@@ -16,11 +15,11 @@ def test_exported_model_is_checked_self_describing_and_batch_dynamic(digits_run)
     assert [i.name for i in model.graph.input] == ["input"]
     assert [o.name for o in model.graph.output] == ["logits"]
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
-    meta = read_metadata(model)
-    assert json.loads(meta[META_LABELS]) == [str(i) for i in range(10)]
-    assert json.loads(meta[META_PREPROCESS])["size"] == [8, 8]
-    assert meta[META_OUTPUT] == "logits" and meta[META_RECIPE] == "digits"
-    assert float(meta[META_PARITY]) <= 1e-4
+    card = read_card(model)
+    assert card.labels == tuple(str(i) for i in range(10))
+    assert card.preprocess.size == (8, 8) and card.preprocess.resize == "digit" and card.preprocess.invert
+    assert card.output == "logits" and card.recipe == "digits" and card.quantization is None
+    assert card.export_parity <= 1e-4
 
 
 def test_exported_model_matches_torch_at_any_batch(digits_run):

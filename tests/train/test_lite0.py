@@ -56,7 +56,7 @@ def _top1(outputs: np.ndarray, labels: list[str]) -> list[str]:
 
 def test_lite0_imagenet_says_palace_and_daisy_in_torch_and_onnx(tmp_path):
     from edgecnn.data import load_dataset
-    from edgecnn.runtime import Session
+    from edgecnn.runtime.session import Session
     from edgecnn.train.export import export_run
     from edgecnn.train.fit import load_trained, train
 
@@ -83,7 +83,7 @@ def test_lite0_imagenet_says_palace_and_daisy_in_torch_and_onnx(tmp_path):
 
 @pytest.mark.slow
 def test_lite0_transfer_takes_the_folders_classes_and_keeps_the_backbone(tmp_path):
-    from edgecnn.runtime import Session
+    from edgecnn.runtime.session import Session
     from edgecnn.train.export import export_run
     from edgecnn.train.fit import load_trained, train
 
@@ -96,4 +96,4 @@ def test_lite0_transfer_takes_the_folders_classes_and_keeps_the_backbone(tmp_pat
     published = imagenet_state_dict()
     assert all(torch.equal(v, published[k]) for k, v in net.state_dict().items() if not k.startswith("_fc."))
     session = Session(export_run(run)["model"])
-    assert session.card.labels == ["birds", "cats", "dogs"] and session.card.output == "logits"
+    assert session.card.labels == ("birds", "cats", "dogs") and session.card.output == "logits"
