@@ -25,9 +25,9 @@ import numpy as np
 
 from edgecnn.device.camera import loop_threads, run_camera
 from edgecnn.files import write_json
-from edgecnn.runtime import Session
 from edgecnn.runtime.bench import machine_info
 from edgecnn.runtime.preprocess import prepare, resolve_preprocess
+from edgecnn.runtime.session import Session
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -59,7 +59,7 @@ def decode_ms(video: Path) -> float:
 def measure(model: Path, video: Path, frames: int, threads: int, rounds: int) -> dict:
     """Inference alone and the camera loop, alternated `rounds` times (medians: other load comes and goes)."""
     session = Session(model, threads=threads, spinning=False)  # as the camera loop runs it
-    spec = resolve_preprocess(session.meta.preprocess, session.input_shape, {})
+    spec = resolve_preprocess(session.card.preprocess, session.input_shape, {})
     ok, frame = cv2.VideoCapture(str(video)).read()
     assert ok, f"cannot read {video}"
     x = prepare(frame, spec)

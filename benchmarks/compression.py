@@ -20,11 +20,13 @@ from typing import Any
 import numpy as np
 
 from edgecnn.files import write_json, write_text
+from edgecnn.graph.count import count_macs
+from edgecnn.measure import evaluate_model
 from edgecnn.quantize.model import QuantConfig, quantize_model
 from edgecnn.quantize.search import auto_quantize
-from edgecnn.runtime import count_macs, load_onnx
+from edgecnn.run import variant_name
 from edgecnn.runtime.bench import bench_models, machine_info, op_profile
-from edgecnn.runtime.evaluate import evaluate_model
+from edgecnn.runtime.session import load_onnx
 from edgecnn.train.export import export_run
 from edgecnn.train.fit import train
 from edgecnn.train.prune import prune_run
@@ -80,7 +82,7 @@ def compress(
     """Train, export, quantize both ways, optionally prune, then evaluate and time every variant."""
     summary = train(recipe, run, epochs=epochs, show_progress=False, dataset_options=dataset_options or None)
     fp32 = Path(export_run(run)["model"])
-    default_int8 = Path(quantize_model(fp32, QuantConfig(), calib=run, out=run / "model.ortdefault.int8.onnx")["model"])
+    default_int8 = Path(quantize_model(fp32, QuantConfig(), calib=run, out=run / "model.ortdefault.int8.onnx").model)
     models = [fp32, default_int8]
     decisions = [auto_quantize(fp32, run, batches=BATCHES, runs=max(50, runs * rounds // 3))]
     if Path(decisions[0]["kept"]) != fp32:
@@ -100,7 +102,7 @@ def compress(
         rows.append(
             {
                 "recipe": recipe,
-                "variant": model.name.removeprefix("model.").removesuffix(".onnx"),
+                "variant": variant_name(model),
                 "accuracy": accuracy[model],
                 "delta_points": 100 * (accuracy[model] - accuracy[fp32]),
                 "macs": count_macs(load_onnx(model)),

@@ -25,9 +25,10 @@ import torch
 
 from edgecnn.data.idx import missing_idx_files, mnist_cache_dir
 from edgecnn.files import read_json, write_json, write_text
-from edgecnn.quantize.model import int8_path, quantize_model
+from edgecnn.measure import evaluate_model
+from edgecnn.quantize.model import quantize_model
+from edgecnn.run import int8_sibling
 from edgecnn.runtime.bench import machine_info
-from edgecnn.runtime.evaluate import evaluate_model
 from edgecnn.train.export import export_run
 from edgecnn.train.fit import train
 from recipes import get_recipe
@@ -60,7 +61,7 @@ def reproduce(name: str, run: Path, options: dict[str, str], epochs: int | None,
     t0 = time.perf_counter()
     trained = train(name, run, epochs=epochs, dataset_options=options, show_progress=False)
     fp32 = Path(export_run(run)["model"])
-    int8 = Path(quantize_model(fp32, calib=run, out=int8_path(fp32))["model"])
+    int8 = quantize_model(fp32, calib=run, out=int8_sibling(fp32)).model
     acc = {variant: evaluate_model(model, run)["accuracy"] for variant, model in (("fp32", fp32), ("int8", int8))}
     document = DOCUMENTS.get(name)
     return {
