@@ -1,10 +1,11 @@
 # make run: venv, install, the digits pipeline, its table.  make test: venv, install, the tests.
+# make test-all (as root): the system packages the slow tests need, then every test, slow ones too.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all bench clean arm-deps gui-deps data
+.PHONY: run test test-all bench clean apt-update arm-deps gui-deps data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +20,8 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test-all: $(STAMP)
+# the slow tests too: verify-arm under QEMU (its arm64 cache is built on first use) and window mode on Xvfb
+test-all: $(STAMP) arm-deps gui-deps
 	$(BIN)/python -m pytest -q -m ''
 
 bench: $(STAMP)
@@ -28,13 +30,36 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) runs
 
-# verify-arm's prerequisites (as root): QEMU user-mode emulation and mmdebstrap for the arm64 rootfs
-arm-deps:
-	apt-get install -y --no-install-recommends qemu-user-static mmdebstrap
+# System packages, installed as root with apt-get only when one of their tools is missing from PATH:
+# a second run, or a machine that has them, runs no apt at all. `apt-get update` runs once per make
+# run, before the first install, and only when a tool of a goal asked for is missing.
+ARM_TOOLS := qemu-aarch64-static mmdebstrap
+ARM_PACKAGES := qemu-user-static mmdebstrap
+GUI_TOOLS := xvfb-run xauth xdotool
+GUI_PACKAGES := xvfb xauth xdotool
+APT_TOOLS := $(if $(filter test-all arm-deps,$(MAKECMDGOALS)),$(ARM_TOOLS)) $(if $(filter test-all gui-deps,$(MAKECMDGOALS)),$(GUI_TOOLS))
+# $(call apt_install,TOOLS,PACKAGES): install PACKAGES unless every one of TOOLS is on PATH, then check them
+apt_install = missing=; for tool in $(1); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	[ -z "$$missing" ] && exit 0; \
+	[ "$$(id -u)" = 0 ] || { echo "$@: missing$$missing; as root: make $@ (apt-get install $(2))" >&2; exit 1; }; \
+	echo "apt-get install $(2)"; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(2) >/dev/null || exit; \
+	for tool in $(1); do command -v $$tool >/dev/null 2>&1 || { echo "$@: no $$tool after apt-get install $(2)" >&2; exit 1; }; done
 
-# the camera's window mode under test (as root): a virtual X display and a key-presser
-gui-deps:
-	apt-get install -y --no-install-recommends xvfb xauth xdotool
+apt-update:
+	@for tool in $(APT_TOOLS); do \
+	  command -v $$tool >/dev/null 2>&1 && continue; \
+	  [ "$$(id -u)" = 0 ] || exit 0; \
+	  echo "apt-get update"; apt-get update -qq; exit; \
+	done
+
+# verify-arm's prerequisites: QEMU user-mode emulation and mmdebstrap for the arm64 rootfs
+arm-deps: apt-update
+	@$(call apt_install,$(ARM_TOOLS),$(ARM_PACKAGES))
+
+# the camera's window mode under test: a virtual X display and a key-presser
+gui-deps: apt-update
+	@$(call apt_install,$(GUI_TOOLS),$(GUI_PACKAGES))
 
 # Fashion-MNIST's four IDX files into /usr/share/datasets/fashion-mnist (Debian's package; needs root)
 data:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from edgecnn.cli import app
@@ -112,6 +113,7 @@ def test_eval_bench_info_work_without_torch(digits_run, tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
+@pytest.mark.slow  # 80 epochs: 8 s on an idle machine, minutes when torch's threads share the cores
 def test_pipeline_reaches_the_seed_accuracy(tmp_path):
     run = tmp_path / "digits"
     result = invoke("pipeline", "digits", "--out", run, "--runs", "20", "--json")

@@ -4,7 +4,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from edgecnn.data import FASHION_MNIST_LABELS, _mnist1d_arrays, load_dataset
+from edgecnn.data import load_dataset
+from edgecnn.data.datasets import FASHION_MNIST_LABELS, _mnist1d_arrays
 from edgecnn.data.idx import IDX_IMAGES, IDX_LABELS, MNIST_SHA256, fetch_mnist, read_idx
 from edgecnn.errors import EdgecnnError
 

@@ -1,4 +1,4 @@
-"""Image folders (edgecnn/images.py): layouts, OpenCV reading per the recipe's preprocess, splits, errors."""
+"""Image folders (edgecnn/data/images.py): layouts, OpenCV reading per the recipe's preprocess, splits, errors."""
 
 from __future__ import annotations
 

@@ -23,11 +23,12 @@ from digit_video import digit_frame, write_digit_video
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
-from edgecnn.device import camera, capture
 from edgecnn.cli import app
+from edgecnn.device import camera, capture
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime import Session
-from edgecnn.runtime.preprocess import MNIST_BOX, Preprocess, digit_image, prepare, resolve_preprocess
+from edgecnn.runtime.card import Preprocess
+from edgecnn.runtime.preprocess import MNIST_BOX, digit_image, prepare, resolve_preprocess
+from edgecnn.runtime.session import Session
 
 DOUBLE = Path(__file__).parents[1] / "picamera2_double"
 

@@ -55,7 +55,8 @@ def test_bundle_holds_the_model_pinned_runtime_readme_and_scripts(bundle, digits
 def test_the_wheel_is_edgecnn_without_extras(bundle):
     with zipfile.ZipFile(bundle / WHEEL) as whl:
         names = set(whl.namelist())
-        assert {"edgecnn/camera.py", "edgecnn/cli.py", "edgecnn/runtime.py"} <= names
+        assert {"edgecnn/device/camera.py", "edgecnn/cli/__init__.py", "edgecnn/runtime/session.py"} <= names
+        assert "edgecnn/data/imagenet_classes.txt" in names  # package data travels with the code
         assert not any(n.startswith("recipes/") or "__pycache__" in n for n in names)
         meta = whl.read(f"edgecnn-{__version__}.dist-info/METADATA").decode()
         assert "Requires-Dist: onnxruntime" in meta and "torch" not in meta and "extra" not in meta
