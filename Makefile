@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all bench clean apt-update arm-deps gui-deps data
+.PHONY: run test test-all bench clean apt-update arm-deps gui-deps data openvino-env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,20 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline_digits.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(OV_VENV) runs
+
+# a second environment whose onnxruntime is the onnxruntime-openvino build: its OpenVINO EP runs on any
+# x86-64 CPU OpenVINO supports (the edgecnn[openvino] plugin serves Intel devices only)
+OV_VENV := .venv-openvino
+$(OV_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(OV_VENV)
+	$(OV_VENV)/bin/pip install --quiet --upgrade pip
+	$(OV_VENV)/bin/pip install --quiet -e .
+	$(OV_VENV)/bin/pip uninstall --quiet -y onnxruntime  # the same module as onnxruntime-openvino's: one of them only
+	$(OV_VENV)/bin/pip install --quiet onnxruntime-openvino
+	touch $@
+
+openvino-env: $(OV_VENV)/.installed
 
 # System packages, installed as root with apt-get only when one of their tools is missing from PATH:
 # a second run, or a machine that has them, runs no apt at all. `apt-get update` runs once per make

@@ -25,7 +25,7 @@ from edgecnn.measure import evaluate_model
 from edgecnn.quantize.model import QuantConfig, quantize_model
 from edgecnn.quantize.search import auto_quantize
 from edgecnn.run import variant_name
-from edgecnn.runtime.bench import bench_models, machine_info, op_profile
+from edgecnn.runtime.bench import bench_models, machine_info, profile_model
 from edgecnn.runtime.session import load_onnx
 from edgecnn.train.export import export_run
 from edgecnn.train.fit import train
@@ -113,7 +113,7 @@ def compress(
                 "p50_b64_ms": t[64]["p50_ms"],
                 "speedup_b64": t[64]["speedup"],
                 "speedup_b64_rounds": t[64]["rounds"],
-                "profile_b64": op_profile(model, batch=64, runs=20)[:6],
+                "profile_b64": profile_model(model, batch=64, runs=20)["ops"][:6],
             }
         )
     return {

@@ -39,9 +39,9 @@ def record_eval(run: Run, result: dict[str, Any]) -> Path:
     return write_json(run.eval_json(result["variant"]), result, force=True)
 
 
-def bench(models: list[Path], provider: str = "cpu", **options: Any) -> dict[str, Any]:
+def bench(models: list[Path], provider: str = "cpu", **settings: Any) -> dict[str, Any]:
     """Time models interleaved (runtime.bench.bench_models); recorded in their run when they share one."""
-    result = bench_models(models, provider=provider, **options)
+    result = bench_models(models, provider=provider, **settings)
     runs = {Run.of(m) for m in models}
     if len(runs) == 1 and None not in runs:
         result["recorded"] = str(write_json(runs.pop().bench_json(provider), result, force=True))

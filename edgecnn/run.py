@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RECIPE = "recipe.json"
-PRECISIONS = ("fp32", "int8")
 PRUNED_FAMILIES = {"structured": "pruned", "magnitude": "sparse"}  # prune method → family in file names
 
 
@@ -47,6 +46,11 @@ class Run:
     @property
     def curves_png(self) -> Path:
         return self.root / "curves.png"
+
+    @property
+    def test_npz(self) -> Path:
+        """The test split as the model reads it, kept so that eval needs no dataset loader (a Pi)."""
+        return self.root / "test.npz"
 
     @property
     def checkpoint(self) -> Path:
@@ -112,10 +116,15 @@ def exported_path(weights: Path) -> Path:
     return Path(weights).with_name(f"{Path(weights).stem}.fp32.onnx")
 
 
+def sibling(model: Path, precision: str) -> Path:
+    """model.fp32.onnx → model.PRECISION.onnx; other.onnx → other.PRECISION.onnx."""
+    stem = Path(model).name.removesuffix(".onnx").removesuffix(".fp32")
+    return Path(model).with_name(f"{stem}.{precision}.onnx")
+
+
 def int8_sibling(model: Path) -> Path:
     """model.fp32.onnx → model.int8.onnx; other.onnx → other.int8.onnx."""
-    stem = Path(model).name.removesuffix(".onnx").removesuffix(".fp32")
-    return Path(model).with_name(f"{stem}.int8.onnx")
+    return sibling(model, "int8")
 
 
 def fp32_sibling(model: Path) -> Path:

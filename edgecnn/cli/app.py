@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -24,6 +24,9 @@ console = Console()
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 ForceFlag = Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")]
 ProviderOpt = Annotated[str, typer.Option(help="Execution provider: cpu, cuda, tensorrt, openvino, xnnpack, acl.")]
+DeviceIdOpt = Annotated[int, typer.Option(help="GPU for cuda and tensorrt.")]
+StrictFlag = Annotated[bool, typer.Option("--strict", help="An error, not a silent CPU fallback, for a node the provider cannot run.")]
+EpOpt = Annotated[Optional[list[str]], typer.Option("--ep", help="Provider option KEY=VALUE, repeatable: cudnn_search, trt_fp16, trt_int8, cache_dir, cuda_graph, openvino_device, openvino_threads.")]
 
 
 def one_line_errors(fn):

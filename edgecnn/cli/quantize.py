@@ -26,6 +26,7 @@ def quantize(
     types: Annotated[str, typer.Option(help="Activation/weight types: u8s8, s8s8 or u8u8.")] = "u8s8",
     reduce_range: Annotated[bool, typer.Option("--reduce-range", help="7-bit weights, for CPUs without VNNI.")] = False,
     dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic quantization (no calibration).")] = False,
+    symmetric: Annotated[bool, typer.Option("--symmetric", help="Activation zero points 0: with --types s8s8, the int8 TensorRT reads.")] = False,
     exclude: Annotated[Optional[list[str]], typer.Option(help="Node names left in float (repeatable).")] = None,
     calib: CalibOpt = None,
     samples: SamplesOpt = 256,
@@ -38,7 +39,7 @@ def quantize(
 
     config = QuantConfig(
         format=format_, per_channel=per_channel, method=method, types=types, reduce_range=reduce_range,
-        dynamic=dynamic, passes=tuple(passes or ()), exclude=tuple(exclude or ()),
+        dynamic=dynamic, symmetric=symmetric, passes=tuple(passes or ()), exclude=tuple(exclude or ()),
     )
     result = quantize_model(model, config, calib=calib, samples=samples, out=out, force=force)
     if json_out:
@@ -47,6 +48,22 @@ def quantize(
         f"{result.model}: {config.label()}, {kib(result.size_bytes)} (fp32 {kib(result.source_size_bytes)}), "
         f"calibrated on {result.calibration or 'nothing (dynamic)'}"
     )
+
+
+@command
+def fp16(
+    model: Annotated[Path, typer.Argument(help="fp32 .onnx file.")],
+    out: Annotated[Optional[Path], typer.Option(help="Output .onnx (default: MODEL with .fp16).")] = None,
+    force: ForceFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """fp16 for GPUs (CUDA, TensorRT): weights and activations in half precision, float32 inputs and outputs."""
+    from edgecnn.quantize.fp16 import fp16_model
+
+    result = fp16_model(model, out, force=force)
+    if json_out:
+        return show_json(result)
+    console.print(f"{result['model']}: {kib(result['size_bytes'])} (fp32 {kib(result['source_size_bytes'])}); inputs and outputs stay float32")
 
 
 @command

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from edgecnn.cli.app import MAX_TABLE_CLASSES, ForceFlag, JsonFlag, ProviderOpt, command, console, kib, print_report, show_json
+from edgecnn.cli.app import MAX_TABLE_CLASSES, DeviceIdOpt, EpOpt, ForceFlag, JsonFlag, ProviderOpt, StrictFlag, command, console, kib, print_report, show_json
 
 
 @command
@@ -60,46 +60,63 @@ def bench(
     threads: Annotated[int, typer.Option(help="Intra-op threads (0: onnxruntime default).")] = 1,
     warmup: Annotated[int, typer.Option(help="Untimed runs per model and batch.")] = 10,
     runs: Annotated[int, typer.Option(help="Timed runs per model and batch, interleaved.")] = 100,
-    profile: Annotated[bool, typer.Option("--profile", help="Also show each model's time per operator type (onnxruntime profiler, largest batch).")] = False,
+    profile: Annotated[bool, typer.Option("--profile", help="Also show each model's time per operator type and per provider (onnxruntime profiler, largest batch).")] = False,
+    device_id: DeviceIdOpt = 0,
+    strict: StrictFlag = False,
+    ep: EpOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Also write the result as JSON here.")] = None,
     force: ForceFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
-    """p50/p90/p99 latency, throughput and size; several models measured interleaved.
+    """p50/p90/p99 latency, throughput and size, several models interleaved; where each model's nodes run.
 
     Models of one run folder are recorded in it (bench-PROVIDER.json) for `edgecnn report`."""
     from edgecnn.files import refuse_overwrite, write_json
     from edgecnn.measure import bench as bench_recorded
-    from edgecnn.runtime.bench import op_profile, parse_batches
+    from edgecnn.runtime.bench import parse_batches, profile_model
+    from edgecnn.runtime.providers import parse_provider_options
 
     if out:
         refuse_overwrite(out, force)
     batches = parse_batches(batch)
-    result = bench_recorded(models, provider=provider, batches=batches, threads=threads, warmup=warmup, runs=runs)
+    options = parse_provider_options(ep or [], device_id=device_id, strict=strict)
+    result = bench_recorded(models, provider=provider, batches=batches, threads=threads, warmup=warmup, runs=runs, options=options)
     if profile:
         result["profile"] = {
-            str(m): op_profile(m, batch=batches[-1], threads=threads, runs=max(10, runs // 4), provider=provider) for m in models
+            str(m): profile_model(m, batch=batches[-1], threads=threads, runs=max(10, runs // 4), provider=provider, options=options) for m in models
         }
     if out:
         write_json(out, result, force=force)
     if json_out:
         return show_json(result)
     m = result["machine"]
+    on_device = any("device_p50_ms" in r for r in result["results"])
     table = Table(
-        "model", "batch", "p50", "p90", "p99", "throughput", "size", "speedup",
+        "model", "batch", "p50", "p90", "p99", *(["p50 on device"] if on_device else []), "throughput", "size", "speedup",
         title=f"{m['cpu']} ({m['machine']}), onnxruntime {m['onnxruntime']}, {provider}, {threads or 'default'} thread(s)",
     )
     for r in result["results"]:
         table.add_row(
             r["variant"], str(r["batch"]), f"{r['p50_ms']:.3f} ms", f"{r['p90_ms']:.3f} ms", f"{r['p99_ms']:.3f} ms",
-            f"{r['throughput']:,.0f}/s", kib(r["size_bytes"]), f"{r['speedup']:.2f}×",
+            *([f"{r['device_p50_ms']:.3f} ms"] if on_device else []), f"{r['throughput']:,.0f}/s", kib(r["size_bytes"]), f"{r['speedup']:.2f}×",
         )
     console.print(table)
+    for info in result["models"]:
+        console.print(f"{info['variant']}: built in {info['build_ms']:.0f} ms; {placement_line(info['placement'], info['fallen_back'])}", highlight=False)
     if "recorded" in result:
         console.print(f"recorded in {result['recorded']}")
-    for model, ops in result.get("profile", {}).items():
+    for model, found in result.get("profile", {}).items():
         console.print(f"{Path(model).name} at batch {batches[-1]}: " + ", ".join(
-            f"{o['op']} {100 * o['share']:.0f}% ({o['us_per_run']:.0f} µs)" for o in ops[:6]))
+            f"{o['op']} {100 * o['share']:.0f}% ({o['us_per_run']:.0f} µs)" for o in found["ops"][:6])
+            + "; by provider: " + ", ".join(f"{p['provider']} {100 * p['share']:.0f}%" for p in found["providers"]), highlight=False)
+
+
+def placement_line(placement: dict[str, int], fallen_back: list[str]) -> str:
+    """'8 nodes on CPUExecutionProvider', and the nodes that fell back to the CPU where any did."""
+    line = ", ".join(f"{n} node{'s' * (n != 1)} on {ep}" for ep, n in placement.items())
+    if fallen_back:
+        line += f"; on the CPU instead: {', '.join(fallen_back[:8])}" + (f" and {len(fallen_back) - 8} more" if len(fallen_back) > 8 else "")
+    return line
 
 
 @command
@@ -120,12 +137,18 @@ def report(
 @command
 def info(
     model: Annotated[Path, typer.Argument(help=".onnx file.")],
+    provider: Annotated[Optional[str], typer.Option(help="Also say where this provider runs each node: cpu, cuda, tensorrt, openvino, xnnpack, acl.")] = None,
+    device_id: DeviceIdOpt = 0,
+    ep: EpOpt = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Inputs, outputs, opset, operator counts, parameters, size and metadata of a model."""
-    from edgecnn.runtime.info import describe_model
+    """Inputs, outputs, opset, operator counts, parameters, MACs, size and model card of a model."""
+    from edgecnn.runtime.info import describe_model, placement
+    from edgecnn.runtime.providers import parse_provider_options
 
     result = describe_model(model)
+    if provider is not None:
+        result["placement"] = placement(model, provider, parse_provider_options(ep or [], device_id=device_id))
     if json_out:
         return show_json(result)
     opsets = ", ".join(f"{domain} {version}" for domain, version in result["opset"].items())
@@ -137,3 +160,6 @@ def info(
     console.print("  ops: " + ", ".join(f"{k}×{v}" for k, v in result["ops"].items()))
     for key, value in result["metadata"].items():
         console.print(f"  {key} = {value}", markup=False, highlight=False)
+    if "placement" in result:
+        found = result["placement"]
+        console.print(f"  on {found['provider']}: {placement_line(found['nodes'], found['fallen_back'])}", highlight=False)

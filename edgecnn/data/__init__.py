@@ -5,7 +5,7 @@ Importing the package registers every dataset, so `load_dataset(name)` knows the
 
 from edgecnn.data import datasets, images  # noqa: F401  (each registers its loaders)
 from edgecnn.data.registry import load_dataset
-from edgecnn.data.samples import load_run_dataset, resolve_split, resolve_splits
+from edgecnn.data.samples import keep_test_split, load_run_dataset, resolve_split, resolve_splits
 from edgecnn.data.splits import SPLITS, Dataset, Split, calibration_samples, load_npz
 
-__all__ = ["SPLITS", "Dataset", "Split", "calibration_samples", "load_dataset", "load_npz", "load_run_dataset", "resolve_split", "resolve_splits"]
+__all__ = ["SPLITS", "Dataset", "Split", "calibration_samples", "keep_test_split", "load_dataset", "load_npz", "load_run_dataset", "resolve_split", "resolve_splits"]

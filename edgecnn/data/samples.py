@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from edgecnn.data.registry import load_dataset
 from edgecnn.data.splits import Dataset, Split, load_npz
 from edgecnn.errors import EdgecnnError
+from edgecnn.files import atomic_path
 from edgecnn.run import Run
 
 
@@ -36,8 +39,27 @@ def resolve_splits(data: Path | None, model: Path, *splits: str) -> list[tuple[S
         return [(load_npz(data), str(data))] * len(splits)
     if not data.exists():
         raise EdgecnnError(f"data {data} not found; give a run folder or an .npz with x and y")
+    kept = Run(data).test_npz
+    if set(splits) == {"test"} and kept.is_file():  # what training kept: no dataset loader, no training half
+        with np.load(kept) as npz:
+            split, source = Split(npz["x"], npz["y"]), str(npz["source"])
+        return [(split, f"{source} (test split, kept in {kept.name})")] * len(splits)
     dataset = load_run_dataset(data)
     return [(dataset.split(name), f"{dataset.source} ({name} split)") for name in splits]
+
+
+TEST_NPZ_MAX_BYTES = 64 << 20  # larger test splits (photo folders) are read from their dataset each time
+
+
+def keep_test_split(run: Run, dataset: Dataset) -> Path | None:
+    """Write the test split into the run as test.npz, where it is small enough to travel with it."""
+    test = dataset.test
+    if test.x.nbytes + test.y.nbytes > TEST_NPZ_MAX_BYTES:
+        return None
+    with atomic_path(run.test_npz, force=True) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, x=test.x, y=test.y, source=np.array(dataset.source))
+    return run.test_npz
 
 
 def resolve_split(data: Path | None, model: Path, split: str) -> tuple[Split, str]:

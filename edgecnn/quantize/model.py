@@ -52,6 +52,7 @@ class QuantConfig:
     types: str = "u8s8"  # activations uint8, weights int8: the fast pair on x86 VNNI CPUs
     reduce_range: bool = False
     dynamic: bool = False
+    symmetric: bool = False  # activations with zero point 0: what TensorRT's int8 reads from a QDQ model
     passes: tuple[str, ...] = ()  # names from edgecnn.quantize.passes.PASSES
     exclude: tuple[str, ...] = ()  # nodes left in float by name
 
@@ -67,14 +68,15 @@ class QuantConfig:
         if self.dynamic:
             label = f"dynamic/{self.types}" + ("/rr" if self.reduce_range else "")
         else:
-            label = "/".join([self.format, self.types, "pc" if self.per_channel else "pt", self.method, *(["rr"] if self.reduce_range else [])])
+            label = "/".join([self.format, self.types, "pc" if self.per_channel else "pt", self.method,
+                              *(["rr"] if self.reduce_range else []), *(["sym"] if self.symmetric else [])])
         label += "".join(f"+{name}" for name in self.passes)
         return label + (f"+{len(self.exclude)}float" if self.exclude else "")
 
     @classmethod
     def from_record(cls, record: Quantization, exclude: tuple[str, ...] = ()) -> QuantConfig:
         """The configuration a model card's quantization record was made with (its named exclusions given)."""
-        return cls(record.format, record.per_channel, record.method, record.types, record.reduce_range, record.dynamic, record.passes, exclude)
+        return cls(record.format, record.per_channel, record.method, record.types, record.reduce_range, record.dynamic, record.symmetric, record.passes, exclude)
 
 
 class ArrayReader(CalibrationDataReader):
@@ -165,7 +167,7 @@ def quantize_prepared(
         PASSES[name].after(quantized, model, x, config.per_channel, config.reduce_range)
     record = Quantization(
         format=config.format, per_channel=config.per_channel, method=config.method, types=config.types,
-        reduce_range=config.reduce_range, dynamic=config.dynamic, passes=config.passes, excluded_nodes=tuple(in_float),
+        reduce_range=config.reduce_range, dynamic=config.dynamic, symmetric=config.symmetric, passes=config.passes, excluded_nodes=tuple(in_float),
         calibration=calib_source, samples=0 if x is None else len(x),
     )
     write_card(quantized, dataclasses.replace(card, quantization=record, session_options=session_needs(config.passes)))
@@ -197,4 +199,5 @@ def _run_quantizer(
         weight_type=weight,
         calibrate_method=METHODS[config.method],
         nodes_to_exclude=exclude,
+        extra_options={"ActivationSymmetric": config.symmetric},
     )

@@ -118,6 +118,7 @@ class GraphPass:
     domains: tuple[str, ...] = ()  # operator domains beyond ONNX's own that the result uses
     session: SessionNeeds = SessionNeeds()  # session options the result's speed depends on
     static_types: tuple[str, ...] = ()  # where set: the only activation/weight types it works with, static only
+    providers: tuple[str, ...] | None = None  # the execution providers that run its result (None: every one)
 
 
 def _no_stem(model: onnx.ModelProto) -> str | None:
@@ -162,6 +163,7 @@ PASSES: dict[str, GraphPass] = {
             excludes=("float-stem", "float-pool", "pad-input"),
             domains=("com.microsoft",),
             static_types=("u8s8", "s8s8"),
+            providers=("cpu",),  # ORT's NHWC int8 contrib ops exist in its CPU EP only
         ),
         GraphPass(
             "pad-input",
@@ -210,16 +212,32 @@ def refuse_misfits(model: onnx.ModelProto, names: tuple[str, ...]) -> None:
             raise EdgecnnError(f"pass {name} does not fit this model: {reason}")
 
 
-def pass_sets(model: onnx.ModelProto) -> list[tuple[str, ...]]:
-    """Every combination of passes that fit the model, pay on it and go together, smallest first."""
-    fitting = [n for n, p in PASSES.items() if p.misfit(model) is None and p.pays(model)]
+def runs_on(name: str, provider: str) -> bool:
+    """Whether `provider` runs what the pass writes."""
+    return PASSES[name].providers is None or provider in PASSES[name].providers
+
+
+COMPUTE_OPS = ("Conv", "Gemm", "MatMul")  # what int8 is for; a model with none of them quantized is fp32 with overhead
+
+
+def quantized_compute(model: onnx.ModelProto, in_float: set[str]) -> list[str]:
+    """The Conv, Gemm and MatMul nodes that are not left in float."""
+    return [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS and n.name not in in_float]
+
+
+def pass_sets(model: onnx.ModelProto, provider: str = "cpu") -> list[tuple[str, ...]]:
+    """Every combination of passes that fit the model, pay on it, run on `provider`, go together and
+    leave some conv or dense layer in int8, smallest first."""
+    fitting = [n for n, p in PASSES.items() if p.misfit(model) is None and p.pays(model) and runs_on(n, provider)]
     sets: list[tuple[str, ...]] = [()]
     for name in fitting:
         sets += [(*s, name) for s in sets]
     valid = []
     for names in sorted(sets, key=len):
         with contextlib.suppress(EdgecnnError):
-            valid.append(check_passes(names, "u8s8", dynamic=False))
+            checked = check_passes(names, "u8s8", dynamic=False)
+            if quantized_compute(model, set(float_nodes(model, checked))):
+                valid.append(checked)
     return valid
 
 

@@ -23,7 +23,7 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, refuse_overwrite, write_json
 from edgecnn.quantize.layers import layer_errors
 from edgecnn.quantize.model import QuantConfig, prepare, quantize_prepared
-from edgecnn.quantize.passes import PASSES, float_nodes, pass_sets
+from edgecnn.quantize.passes import PASSES, float_nodes, pass_sets, quantized_compute
 from edgecnn.run import decision_path, int8_sibling
 from edgecnn.runtime.bench import bench_models
 from edgecnn.runtime.card import read_card
@@ -31,12 +31,16 @@ from edgecnn.runtime.evaluate import accuracy
 from edgecnn.runtime.session import Session, load_onnx
 
 MAX_FLOAT_LAYERS = 6  # past this many float layers int8 rarely pays; the search stops
-SPEED_TIE = 0.02  # speed scores this close are a shared machine's noise: the smaller file is kept
+SPEED_TIE = 0.02  # speed scores this close are a shared machine's noise: a clearly smaller file wins
+SIZE_WIN = 0.9  # clearly smaller: at most this share of the fastest's file (a float head doubled convnet's)
 
 
-def candidate_configs(prepared: onnx.ModelProto) -> list[QuantConfig]:
-    """ORT's defaults, S8S8, and U8S8 with every combination of passes that fit the model and pay on it."""
-    return [QuantConfig(), QuantConfig(types="s8s8"), *(QuantConfig(passes=names) for names in pass_sets(prepared) if names)]
+def candidate_configs(prepared: onnx.ModelProto, provider: str = "cpu") -> list[QuantConfig]:
+    """ORT's defaults, S8S8, and U8S8 with every combination of passes that fit the model, pay on it and
+    run on the provider. TensorRT reads symmetric S8S8 QDQ only."""
+    if provider == "tensorrt":
+        return [QuantConfig(types="s8s8", symmetric=True, passes=names) for names in pass_sets(prepared, provider)]
+    return [QuantConfig(), QuantConfig(types="s8s8"), *(QuantConfig(passes=names) for names in pass_sets(prepared, provider) if names)]
 
 
 @dataclass
@@ -105,7 +109,7 @@ def auto_quantize(
             return trials[-1]
 
         prepared_model = onnx.load(str(prepared))
-        for config in candidate_configs(prepared_model):
+        for config in candidate_configs(prepared_model, provider):
             attempt(config)
         ranking: list[dict[str, Any]] = []
         if not any(t.within_budget for t in trials):
@@ -125,6 +129,8 @@ def auto_quantize(
                 newly = [n for n in row["nodes"] if n in present and n not in in_float]
                 if not newly or replaced & set(newly):  # already float (a float stem's block): its error is where int8
                     continue  # begins; a block a pass rewrites in int8 has its float twin among the candidates
+                if not quantized_compute(prepared_model, in_float | set(newly)):
+                    break  # no conv or dense layer left in int8: that is fp32 with quantize overhead
                 config = dataclasses.replace(config, exclude=(*config.exclude, *newly))
                 layers += 1
                 if attempt(config).within_budget or layers == MAX_FLOAT_LAYERS:
@@ -172,20 +178,21 @@ def _beats_fp32(timed: list[Trial]) -> list[Trial]:
 
 
 def choose(timed: list[Trial]) -> Trial | None:
-    """Of the timed trials that beat fp32 at every batch, the smallest file among those within
-    SPEED_TIE of the best score; None where none beats fp32."""
+    """Of the timed trials that beat fp32 at every batch, the fastest, unless one within SPEED_TIE of
+    its score has a clearly smaller file (SIZE_WIN); None where none beats fp32."""
     faster = _beats_fp32(timed)
     if not faster:
         return None
-    fastest = max(t.score for t in faster)
-    return min((t for t in faster if t.score >= (1 - SPEED_TIE) * fastest), key=lambda t: (t.size_bytes, -t.score))
+    fastest = max(faster, key=lambda t: t.score)
+    smallest = min((t for t in faster if t.score >= (1 - SPEED_TIE) * fastest.score), key=lambda t: (t.size_bytes, -t.score))
+    return smallest if smallest.size_bytes <= SIZE_WIN * fastest.size_bytes else fastest
 
 
 def _reason(chosen: Trial | None, fine: list[Trial], max_drop: float) -> str:
     if chosen:
         speedups = ", ".join(f"{s:.2f}× at b{b}" for b, s in chosen.speedup.items())
         fastest = chosen.score == max(t.score for t in _beats_fp32(fine))  # a trial slower at some batch is out of the race
-        which = "the fastest int8" if fastest else f"the smallest int8 within {SPEED_TIE:.0%} of the fastest and"
+        which = "the fastest int8" if fastest else f"a clearly smaller int8 within {SPEED_TIE:.0%} of the fastest and"
         return f"{chosen.config.label()} is {which} within {max_drop} points: {speedups} vs fp32"
     if fine:
         return "no int8 configuration within budget beats fp32 at every batch on this provider; fp32 kept"

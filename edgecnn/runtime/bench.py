@@ -5,11 +5,13 @@ Runtime half: no torch. Every figure carries the machine, onnxruntime version, p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,8 @@ import onnxruntime as ort
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.run import file_digest, variant_name
-from edgecnn.runtime.session import Session, session_options
+from edgecnn.runtime.providers import ProviderOptions
+from edgecnn.runtime.session import Session
 
 
 def _read(path: str) -> str | None:
@@ -74,6 +77,25 @@ def percentiles(times_ms: list[float]) -> dict[str, float]:
     return {"p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "mean_ms": float(arr.mean())}
 
 
+DEVICE_PROVIDERS = {"cuda": "cuda", "tensorrt": "cuda"}  # provider → where its tensors live (ORT's device names)
+
+
+def bound_runner(session: Session, x: np.ndarray, device: str, device_id: int = 0) -> tuple[Callable[[], None], ort.IOBinding]:
+    """A run with input and outputs already on `device` (IO binding), so no host↔device copy is in
+    what it times; and the binding, whose outputs a caller can copy back."""
+    binding = session.session.io_binding()
+    binding.bind_ortvalue_input(session.input_name, ort.OrtValue.ortvalue_from_numpy(x.astype(session.input_dtype), device, device_id))
+    for output in session.session.get_outputs():
+        binding.bind_output(output.name, device, device_id)
+    return (lambda: session.session.run_with_iobinding(binding)), binding
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
 def bench_models(
     models: list[Path],
     provider: str = "cpu",
@@ -81,78 +103,103 @@ def bench_models(
     threads: int = 1,
     warmup: int = 10,
     runs: int = 100,
+    options: ProviderOptions = ProviderOptions(),
 ) -> dict[str, Any]:
-    """Time each model at each batch size, round-robin across models, rotating who goes first."""
+    """Time each model at each batch size, round-robin across models, rotating who goes first.
+
+    Per model: the build (session creation and first run, where cuDNN's search and a TensorRT engine
+    build land), where its nodes run, and on a GPU the latency with inputs and outputs already on the
+    device (IO binding) beside the latency with the host copies.
+    """
     if not models:
         raise EdgecnnError("give at least one .onnx model to bench")
     if warmup < 0 or runs < 1:
         raise EdgecnnError(f"--warmup must be ≥ 0 and --runs ≥ 1, got {warmup} and {runs}")
-    sessions = [Session(m, provider=provider, threads=threads) for m in models]
-    digests = {s.path: file_digest(s.path) for s in sessions}
+    device = DEVICE_PROVIDERS.get(provider)
+    if options.cuda_graph and device is None:
+        raise EdgecnnError(f"cuda_graph replays runs on a GPU: it takes provider cuda or tensorrt, not {provider!r}")
+    sessions, models_info = [], []
+    for model in models:
+        t0 = time.perf_counter()
+        session = Session(model, provider=provider, threads=threads, options=options)
+        first = session.random_input(batches[0])
+        (bound_runner(session, first, device, options.device_id)[0] if device else lambda: session.run(first))()
+        if options.cuda_graph and session.fallen_back():
+            raise EdgecnnError(f"cuda_graph needs every node on the GPU; {session.path.name} runs {', '.join(session.fallen_back()[:5])} on the CPU")
+        sessions.append(session)
+        models_info.append({
+            "model": str(session.path), "variant": variant_name(session.path), "model_sha256": file_digest(session.path),
+            "build_ms": (time.perf_counter() - t0) * 1e3, "placement": session.placement(), "fallen_back": session.fallen_back(),
+        })
     results = []
     for batch in batches:
         inputs = [s.random_input(batch) for s in sessions]
-        for s, x in zip(sessions, inputs):
+        bound = [bound_runner(s, x, device, options.device_id)[0] for s, x in zip(sessions, inputs)] if device else []
+        plain = bound if options.cuda_graph else [lambda s=s, x=x: s.run(x) for s, x in zip(sessions, inputs)]  # a graph replays bound runs only
+        for fn in plain + bound:
             for _ in range(warmup):
-                s.run(x)
+                fn()
         times: list[list[float]] = [[] for _ in sessions]
+        device_times: list[list[float]] = [[] for _ in sessions]
         for r in range(runs):
             for k in range(len(sessions)):
                 i = (r + k) % len(sessions)
-                t0 = time.perf_counter()
-                sessions[i].run(inputs[i])
-                times[i].append((time.perf_counter() - t0) * 1e3)
+                times[i].append(_timed(plain[i]))
+                if bound:
+                    device_times[i].append(_timed(bound[i]))
         base = None
-        for s, t in zip(sessions, times):
+        for s, info, t, d in zip(sessions, models_info, times, device_times):
             stats = percentiles(t)
             base = base or stats["p50_ms"]
             results.append(
                 {
-                    "model": str(s.path),
-                    "model_sha256": digests[s.path],
-                    "variant": variant_name(s.path),
+                    "model": info["model"],
+                    "model_sha256": info["model_sha256"],
+                    "variant": info["variant"],
                     "batch": batch,
                     **stats,
                     "throughput": batch * 1e3 / stats["p50_ms"],
                     "speedup": base / stats["p50_ms"],
                     "size_bytes": s.path.stat().st_size,
+                    **({"device_p50_ms": percentiles(d)["p50_ms"]} if d else {}),
                 }
             )
     return {
         "machine": machine_info(),
         "provider": provider,
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(options).items()},
         "threads": threads,
         "warmup": warmup,
         "runs": runs,
         "interleaved": True,
+        "models": models_info,
         "results": results,
     }
 
 
-def op_profile(model: Path, batch: int = 1, threads: int = 1, runs: int = 50, provider: str = "cpu") -> list[dict[str, Any]]:
-    """Share of kernel time per operator type, from onnxruntime's profiler, largest first."""
-    session = Session(model, provider=provider, threads=threads)
-    opts = session_options(threads)
+def profile_model(
+    model: Path, batch: int = 1, threads: int = 1, runs: int = 50, provider: str = "cpu", options: ProviderOptions = ProviderOptions()
+) -> dict[str, list[dict[str, Any]]]:
+    """Kernel time per operator type and per execution provider, from onnxruntime's profiler, largest first."""
     with tempfile.TemporaryDirectory(prefix="edgecnn-profile-") as tmp:
-        opts.enable_profiling = True
-        opts.profile_file_prefix = str(Path(tmp) / "profile")
-        profiled = ort.InferenceSession(
-            session.path.read_bytes(),
-            sess_options=opts,
-            providers=[session.provider.ep],
-            **({"disabled_optimizers": session.disabled_optimizers} if session.disabled_optimizers else {}),
-        )
+        session = Session(model, provider=provider, threads=threads, options=options, profile=Path(tmp) / "profile")
         x = session.random_input(batch)
         for _ in range(runs):
-            profiled.run(None, {session.input_name: x})
-        trace = json.loads(Path(profiled.end_profiling()).read_text())
-    totals: dict[str, float] = {}
+            session.run(x)
+        trace = json.loads(Path(session.session.end_profiling()).read_text())
+    by_op: dict[str, float] = {}
+    by_provider: dict[str, list[float]] = {}
     for event in trace:
         args = event.get("args", {})
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            totals[args.get("op_name", "?")] = totals.get(args.get("op_name", "?"), 0.0) + event["dur"]
-    total = sum(totals.values()) or 1.0
-    return [
-        {"op": op, "us_per_run": us / runs, "share": us / total}
-        for op, us in sorted(totals.items(), key=lambda kv: -kv[1])
-    ]
+            op, ep = args.get("op_name", "?"), args.get("provider", "?")
+            by_op[op] = by_op.get(op, 0.0) + event["dur"]
+            by_provider.setdefault(ep, []).append(event["dur"])
+    total = sum(by_op.values()) or 1.0
+    return {
+        "ops": [{"op": op, "us_per_run": us / runs, "share": us / total} for op, us in sorted(by_op.items(), key=lambda kv: -kv[1])],
+        "providers": [
+            {"provider": ep, "kernels_per_run": len(durations) / runs, "us_per_run": sum(durations) / runs, "share": sum(durations) / total}
+            for ep, durations in sorted(by_provider.items(), key=lambda kv: -sum(kv[1]))
+        ],
+    }

@@ -100,6 +100,7 @@ class Quantization:
     types: str
     reduce_range: bool
     dynamic: bool
+    symmetric: bool
     passes: tuple[str, ...]
     excluded_nodes: tuple[str, ...]
     calibration: str | None

@@ -9,7 +9,8 @@ import onnx
 
 from edgecnn.graph.count import count_macs, count_params
 from edgecnn.runtime.card import read_card
-from edgecnn.runtime.session import load_onnx
+from edgecnn.runtime.providers import ProviderOptions
+from edgecnn.runtime.session import Session, load_onnx
 
 
 def describe_model(path: Path) -> dict[str, Any]:
@@ -48,3 +49,10 @@ def describe_model(path: Path) -> dict[str, Any]:
         "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
         "metadata": {p.key: p.value for p in model.metadata_props},
     }
+
+
+def placement(path: Path, provider: str, options: ProviderOptions = ProviderOptions()) -> dict[str, Any]:
+    """Where `provider`'s chain runs each node of the model: node counts per execution provider, and
+    the nodes that fell back to the CPU."""
+    session = Session(path, provider=provider, options=options)
+    return {"provider": provider, "nodes": session.placement(), "fallen_back": session.fallen_back()}

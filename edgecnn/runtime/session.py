@@ -5,7 +5,7 @@ Runtime half: imports onnx, onnxruntime and numpy only, never torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -14,43 +14,7 @@ import onnxruntime as ort
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.card import read_card
-
-
-@dataclass(frozen=True)
-class Provider:
-    """A short provider name, the ONNX Runtime execution provider and where a user gets it."""
-
-    name: str
-    ep: str
-    package: str
-
-
-PROVIDERS: dict[str, Provider] = {
-    p.name: p
-    for p in (
-        Provider("cpu", "CPUExecutionProvider", "onnxruntime"),
-        Provider("cuda", "CUDAExecutionProvider", "onnxruntime-gpu (with CUDA 12 and cuDNN 9)"),
-        Provider("tensorrt", "TensorrtExecutionProvider", "onnxruntime-gpu (with TensorRT 10)"),
-        Provider("openvino", "OpenVINOExecutionProvider", "onnxruntime-openvino"),
-        Provider("xnnpack", "XnnpackExecutionProvider", "an onnxruntime build with --use_xnnpack"),
-        Provider("acl", "ACLExecutionProvider", "an onnxruntime build with --use_acl (Arm Compute Library)"),
-    )
-}
-
-
-def resolve_provider(name: str) -> Provider:
-    """Map a short provider name to its execution provider, or explain what is missing."""
-    if name not in PROVIDERS:
-        raise EdgecnnError(f"unknown provider {name!r} (accepted: {', '.join(PROVIDERS)})")
-    provider = PROVIDERS[name]
-    available = ort.get_available_providers()
-    if provider.ep not in available:
-        have = ", ".join(n for n, p in PROVIDERS.items() if p.ep in available)
-        raise EdgecnnError(
-            f"provider {name!r} ({provider.ep}) is not in this onnxruntime {ort.__version__} build "
-            f"(available: {have}); install {provider.package}"
-        )
-    return provider
+from edgecnn.runtime.providers import PROVIDERS, ProviderOptions, configure, resolve_provider
 
 
 def load_onnx(path: Path) -> onnx.ModelProto:
@@ -77,6 +41,7 @@ def session_options(threads: int | None, spinning: bool = True) -> ort.SessionOp
     opts.intra_op_num_threads = threads or 0
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    opts.add_session_config_entry("session.record_ep_graph_assignment_info", "1")  # where each node runs
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
@@ -85,22 +50,32 @@ def session_options(threads: int | None, spinning: bool = True) -> ort.SessionOp
 class Session:
     """An ONNX Runtime session on one model with its metadata, input spec and output kind."""
 
-    def __init__(self, path: Path, provider: str = "cpu", threads: int | None = 1, spinning: bool = True):
+    def __init__(
+        self, path: Path, provider: str = "cpu", threads: int | None = 1, spinning: bool = True,
+        options: ProviderOptions = ProviderOptions(), profile: Path | None = None,
+    ):
         self.path = Path(path)
         model = load_onnx(self.path)
         self.card = read_card(model)
         self.provider = resolve_provider(provider)
         disabled = list(self.card.session_options.disabled_optimizers)
         opts = session_options(threads, spinning)
+        if profile is not None:  # onnxruntime's profiler: every node's time and provider
+            opts.enable_profiling = True
+            opts.profile_file_prefix = str(profile)
+        chain = configure(opts, self.provider, options)
         try:
             self.session = ort.InferenceSession(
                 model.SerializeToString(),
                 sess_options=opts,
-                providers=list(dict.fromkeys([self.provider.ep, "CPUExecutionProvider"])),
+                **({"providers": chain} if chain is not None else {}),
                 **({"disabled_optimizers": disabled} if disabled else {}),
             )
         except Exception as exc:  # onnxruntime wraps graph errors in several exception types
-            raise EdgecnnError(f"onnxruntime cannot load {self.path}: {str(exc).splitlines()[0]}") from None
+            first = str(exc).splitlines()[0]
+            if options.strict and "fallback" in first.lower():
+                raise EdgecnnError(f"{self.path} has nodes {provider!r} cannot run and --strict refuses the CPU for them: {first}") from None
+            raise EdgecnnError(f"onnxruntime cannot load {self.path}: {first}") from None
         if self.provider.ep not in self.session.get_providers():
             raise EdgecnnError(
                 f"provider {provider!r} is installed but failed to start for {self.path} "
@@ -117,6 +92,17 @@ class Session:
         self.input_dtype = _ORT_TYPES.get(inputs[0].type)
         if self.input_dtype is None:
             raise EdgecnnError(f"{self.path} input type {inputs[0].type} is not a float tensor")
+
+    def placement(self) -> dict[str, int]:
+        """How many of the model's nodes each execution provider was given."""
+        return dict(Counter(g.ep_name for g in self.session.get_provider_graph_assignment_info() for _ in g.get_nodes()))
+
+    def fallen_back(self) -> list[str]:
+        """The nodes the CPU runs although another provider was asked for (empty on the CPU)."""
+        if self.provider.name == "cpu":
+            return []
+        cpu = PROVIDERS["cpu"].ep
+        return [n.name for g in self.session.get_provider_graph_assignment_info() if g.ep_name == cpu for n in g.get_nodes()]
 
     def sample_shape(self) -> list[int | str]:
         """The input shape without its batch dimension (symbolic dims stay strings)."""

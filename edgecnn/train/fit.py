@@ -12,7 +12,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
-from edgecnn.data import Dataset, Split, load_dataset
+from edgecnn.data import Dataset, Split, keep_test_split, load_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, read_json, refuse_overwrite, save_png, write_json
 from edgecnn.run import Run
@@ -276,6 +276,7 @@ def train(
         torch.save(net.state_dict(), tmp)
     write_json(run.history_json, history, force=True)
     write_json(run.recipe_json, summary, force=True)
+    keep_test_split(run, data)
     plot_curves(history, run.curves_png, title=recipe.name)
     checkpoint.unlink(missing_ok=True)
     return summary

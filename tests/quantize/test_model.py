@@ -1,5 +1,6 @@
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import pytest
 from onnx_nets import Block, cnn, save_with_data
 
@@ -77,3 +78,13 @@ def test_labels_name_the_settings_and_passes():
     assert QuantConfig().label() == "qdq/u8s8/pc/minmax"
     assert QuantConfig(passes=("float-head", "s2d-stem"), exclude=("a",)).label() == "qdq/u8s8/pc/minmax+s2d-stem+float-head+1float"
     assert QuantConfig(dynamic=True, reduce_range=True).label() == "dynamic/u8s8/rr"
+
+
+def test_symmetric_activations_have_zero_points_of_zero(small_net, tmp_path):
+    """What TensorRT's int8 reads: S8S8 QDQ whose every activation zero point is 0, recorded in the card."""
+    fp32, data = small_net
+    model = onnx.load(str(quantize_model(fp32, QuantConfig(types="s8s8", symmetric=True), calib=data, samples=32, out=tmp_path / "sym.onnx").model))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    zero_points = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    assert read_card(model).quantization.symmetric

@@ -61,3 +61,10 @@ def test_stem_nodes_skip_depthwise_convs():
         [numpy_helper.from_array(w.astype(np.float32), name) for name, w in weights.items()],
     )
     assert stem_nodes(helper.make_model(graph)) == ["stem", "stem_relu"]  # 8 groups of 1 channel read 8 channels
+
+
+def test_no_pass_set_leaves_every_conv_and_dense_layer_in_float():
+    """A net of one conv and one dense layer: float-stem with float-head would quantize nothing that computes."""
+    sets = pass_sets(cnn((1, 16, 16), (Block(8, pool=2),), classes=10))
+    assert ("float-stem",) in sets and ("float-head",) in sets
+    assert not any({"float-stem", "float-head"} <= set(s) for s in sets)

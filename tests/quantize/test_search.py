@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import pytest
 from onnx_nets import Block, cnn, save_with_data
 
@@ -12,17 +13,27 @@ from edgecnn.run import decision_path
 from edgecnn.runtime.card import read_card
 
 
-def test_a_net_too_small_for_int8_keeps_fp32_and_leaves_the_users_int8_alone(tmp_path):
-    """4 channels on 8×8: Q/DQ overhead outweighs the MACs, so no int8 beats fp32; an int8 file already
-    there (the user's) is neither deleted nor replaced."""
-    fp32, data = save_with_data(cnn((1, 8, 8), (Block(4, pool=2), Block(4)), classes=10), tmp_path)
+def test_a_budget_int8_cannot_meet_keeps_fp32_and_leaves_the_users_int8_alone(tmp_path):
+    """Two classes whose dense rows differ by 1e-4 (and biases not at all): any int8 layer flips predictions, so no configuration
+    stays within a 0-point budget, and leaving every conv and dense layer in float is no int8 model.
+    fp32 is kept; an int8 file already there (the user's) is neither deleted nor replaced."""
+    model = cnn((1, 16, 16), (Block(4, pool=2), Block(4)), classes=2)
+    dense = next(i for i in model.graph.initializer if i.name == "gemm_w")
+    rows = onnx.numpy_helper.to_array(dense).copy()
+    rows[1] = rows[0] + 1e-4 * np.random.default_rng(0).standard_normal(rows.shape[1])
+    dense.CopyFrom(onnx.numpy_helper.from_array(rows.astype(np.float32), "gemm_w"))
+    bias = next(i for i in model.graph.initializer if i.name == "gemm_b")
+    bias.CopyFrom(onnx.numpy_helper.from_array(np.zeros(2, np.float32), "gemm_b"))
+    fp32, data = save_with_data(model, tmp_path)
     users = tmp_path / "net.int8.onnx"
     users.write_bytes(b"the user's own file")
-    decision = auto_quantize(fp32, data, max_drop=50, batches=[1], runs=40, force=True)
+    decision = auto_quantize(fp32, data, max_drop=0, batches=[1], runs=10, force=True)
     assert decision["kept"] == str(fp32) and decision["kept_variant"] == "fp32" and decision["kept_passes"] == []
+    assert decision["reason"] == "no int8 configuration stays within 0 accuracy points; fp32 kept"
     assert decision["left_alone"] == str(users) and users.read_bytes() == b"the user's own file"
+    assert decision["layer_ranking"] and all(t["drop_points"] > 0 for t in decision["trials"])
     saved = json.loads(decision_path(users).read_text())
-    assert not any(t["chosen"] for t in saved["trials"]) and all(min(t["speedup"].values()) <= 1.0 for t in saved["trials"] if t["speedup"])
+    assert not any(t["chosen"] for t in saved["trials"])
 
 
 def test_a_wide_net_keeps_the_fastest_int8_that_beats_fp32_at_every_batch(tmp_path):
@@ -60,12 +71,24 @@ def _trial(name: str, speedups: tuple[float, float], size: int) -> Trial:
     return trial
 
 
-def test_choose_keeps_the_smaller_file_when_speeds_tie():
+def test_choose_keeps_a_clearly_smaller_file_when_speeds_tie():
     small, big, slow = _trial("s2d", (1.30, 2.05), 100), _trial("s2d+fhead", (1.31, 2.06), 200), _trial("plain", (1.02, 1.10), 50)
     assert choose([small, big, slow]) is small  # 0.6% apart: noise, so the file half the size
+    alike = _trial("stem+pool", (1.29, 2.05), 198)
+    assert choose([alike, big]) is big  # 1% smaller is no reason: the fastest stays
     faster_big = _trial("s2d+fhead", (1.40, 2.30), 200)
     assert faster_big.score > (1 + SPEED_TIE) * small.score and choose([small, faster_big]) is faster_big
     assert choose([_trial("int8", (0.97, 1.8), 10)]) is None  # slower than fp32 at batch 1: never kept
     ahead_but_slower_at_b1 = _trial("int8", (0.97, 3.0), 10)
     reason = _reason(choose([small, ahead_but_slower_at_b1]), [small, ahead_but_slower_at_b1], 0.5)
     assert reason.startswith("qdq/u8s8/pc/minmax is the fastest int8")  # the b1 loser is no rival
+
+
+def test_candidates_follow_what_the_provider_runs():
+    """The s2d stem writes ORT CPU-only ops: no GPU candidate has it; TensorRT gets symmetric S8S8 QDQ only."""
+    model = cnn((1, 16, 16), (Block(8, pool=2), Block(8)), classes=10)
+    cuda = [c.label() for c in candidate_configs(model, "cuda")]
+    assert "qdq/u8s8/pc/minmax" in cuda and not any("s2d-stem" in label for label in cuda)
+    tensorrt = candidate_configs(model, "tensorrt")
+    assert tensorrt and all(c.types == "s8s8" and c.symmetric and "s2d-stem" not in c.passes for c in tensorrt)
+    assert tensorrt[0].label() == "qdq/s8s8/pc/minmax/sym"

@@ -40,8 +40,8 @@ def test_bench_refuses_nothing_to_measure(digits_run):
 
 
 def test_op_profile_shares_sum_to_one(digits_run):
-    from edgecnn.runtime.bench import op_profile
+    from edgecnn.runtime.bench import profile_model
 
-    ops = op_profile(digits_run / "model.int8.onnx", batch=4, runs=5)
+    ops = profile_model(digits_run / "model.int8.onnx", batch=4, runs=5)["ops"]
     assert ops and abs(sum(o["share"] for o in ops) - 1.0) < 1e-6
     assert ops == sorted(ops, key=lambda o: -o["us_per_run"])

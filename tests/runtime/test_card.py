@@ -20,7 +20,7 @@ def test_a_card_survives_the_round_trip_and_other_tools_keys_stay():
     card = ModelCard(
         labels=("cat", "dog"), preprocess=Preprocess(size=(150, 150), resize="stretch"), output="sigmoid", recipe="catsdogs",
         version="0.2.0", export_parity=1.5e-6,
-        quantization=Quantization("qdq", True, "minmax", "u8s8", False, False, ("s2d-stem",), ("a",), "digits (train split)", 128),
+        quantization=Quantization("qdq", True, "minmax", "u8s8", False, False, False, ("s2d-stem",), ("a",), "digits (train split)", 128),
         session_options=SessionNeeds(disabled_optimizers=("QDQPropagationTransformer",)),
     )
     model = _model()
