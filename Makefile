@@ -20,8 +20,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# the slow tests too: verify-arm under QEMU (its arm64 cache is built on first use) and window mode on Xvfb
-test-all: $(STAMP) arm-deps gui-deps
+# the slow tests too: verify-arm under QEMU (its arm64 cache is built on first use), window mode on Xvfb,
+# and --provider openvino from .venv-openvino
+test-all: $(STAMP) arm-deps gui-deps openvino-env
 	$(BIN)/python -m pytest -q -m ''
 
 bench: $(STAMP)

@@ -31,3 +31,16 @@ def test_read_json_names_the_bad_file(tmp_path):
         read_json(bad)
     with pytest.raises(EdgecnnError, match="not found"):
         read_json(tmp_path / "missing.json")
+
+
+def test_artifacts_follow_the_umask(tmp_path):
+    import os
+
+    from edgecnn.files import write_text
+
+    old = os.umask(0o022)
+    try:
+        path = write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -21,6 +21,21 @@ app = typer.Typer(
 )
 console = Console()
 
+
+def _version(value: bool) -> None:
+    if value:
+        from edgecnn import __version__
+
+        typer.echo(f"edgecnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Small CNNs from training to a measured, int8, pruned ONNX model on an edge device."""
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 ForceFlag = Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")]
 ProviderOpt = Annotated[str, typer.Option(help="Execution provider: cpu, cuda, tensorrt, openvino, xnnpack, acl.")]

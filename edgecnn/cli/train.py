@@ -67,12 +67,20 @@ def train(
     json_out: JsonFlag = False,
 ) -> None:
     """Train a recipe: model.pt, recipe.json, history.json and curves.png in the run folder."""
+    from edgecnn.run import Run
     from edgecnn.train.fit import train as train_recipe
 
-    result = train_recipe(
-        recipe, out, epochs=epochs, seed=seed, resume=resume, force=force, show_progress=not json_out,
-        dataset_options=_dataset_options(data_dir, subset),
-    )
+    run = Run(out or Path("runs") / recipe)
+    try:
+        result = train_recipe(
+            recipe, run.root, epochs=epochs, seed=seed, resume=resume, force=force, show_progress=not json_out,
+            dataset_options=_dataset_options(data_dir, subset),
+        )
+    except KeyboardInterrupt:
+        where = (f"the last finished epoch is in {run.checkpoint}; continue with `edgecnn train {recipe} --out {run.root} --resume`"
+                 if run.checkpoint.is_file() else "no epoch had finished, so there is nothing to resume")
+        typer.echo(f"interrupted: {where}", err=True)
+        raise typer.Exit(130) from None
     if json_out:
         return show_json(result)
     console.print(

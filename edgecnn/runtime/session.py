@@ -23,9 +23,12 @@ def load_onnx(path: Path) -> onnx.ModelProto:
     if not path.is_file():
         raise EdgecnnError(f"model file {path} not found")
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError, ValueError or its own types
         raise EdgecnnError(f"{path} is not an ONNX model ({type(exc).__name__})") from None
+    if not model.graph.node:  # an empty file parses as an empty model
+        raise EdgecnnError(f"{path} is not an ONNX model (no graph: {path.stat().st_size} bytes)")
+    return model
 
 
 def session_options(threads: int | None, spinning: bool = True) -> ort.SessionOptions:

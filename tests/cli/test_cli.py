@@ -154,6 +154,11 @@ def test_data_fetch_names_only_known_datasets():
     assert result.exit_code == 2 and "mnist" in result.output
 
 
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == "edgecnn 0.2.0"
+
+
 def test_usage_errors_are_plain_lines():
     result = invoke("train", "digits", "--epochs", "many")
     assert result.exit_code == 2
@@ -219,3 +224,21 @@ def test_a_misspelled_card_key_is_refused_by_every_reader(digits_run, tmp_path):
     onnx.save(model, str(typo))
     for args in (["camera", typo, "--source", tmp_path, "--headless"], ["eval", typo, "--data", digits_run], ["info", typo]):
         assert_one_line_error(invoke(*args), "unknown key(s) 'colour'", "accepted: size, color")
+
+
+def test_ctrl_c_in_train_says_where_to_resume(tmp_path):
+    import signal
+    import time
+
+    run = tmp_path / "digits"
+    edgecnn = [sys.executable, "-c", "from edgecnn.cli import app; app()"]
+    proc = subprocess.Popen([*edgecnn, "train", "digits", "--out", str(run), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoint.pt").is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"interrupted: the last finished epoch is in {run / 'checkpoint.pt'}; continue with `edgecnn train digits --out {run} --resume`")
+    assert "Traceback" not in stderr

@@ -41,6 +41,10 @@ def test_bad_files_give_one_line(tmp_path):
     junk.write_bytes(b"this is not protobuf at all \x00\xff")
     with pytest.raises(EdgecnnError, match="junk.onnx is not an ONNX model"):
         Session(junk)
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(EdgecnnError, match=r"empty.onnx is not an ONNX model \(no graph: 0 bytes\)"):
+        Session(empty)
 
 
 def test_input_shape_mismatch_is_explained(digits_run):
