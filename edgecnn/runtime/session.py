@@ -5,6 +5,7 @@ Runtime half: imports onnx, onnxruntime and numpy only, never torch.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -137,7 +138,22 @@ class Session:
         dims = self.sample_shape()
         if not all(isinstance(d, int) for d in dims):
             raise EdgecnnError(f"{self.path.name} has symbolic input dims {dims}; only the batch may be dynamic")
+        need, limit = batch * int(np.prod(dims)) * np.dtype(self.input_dtype).itemsize, available_memory() // 2
+        if need > limit:  # before numpy tries: a MemoryError, or the machine swapping, is no answer
+            raise EdgecnnError(f"a batch of {batch} inputs of shape {dims} needs {need / 2**30:.1f} GiB; "
+                               f"half the memory available here is {limit / 2**30:.1f} GiB")
         return np.random.default_rng(seed).random((batch, *dims), dtype=np.float32).astype(self.input_dtype)
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable; all physical memory elsewhere)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}

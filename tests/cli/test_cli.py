@@ -98,12 +98,16 @@ for args in (["eval", model, "--json"], ["bench", model, "--runs", "3", "--batch
     assert result.exit_code == 0, (args, result.output, result.exception)
     if args[0] == "eval":
         assert "kept in test.npz" in result.output, result.output
+for command in ("recipes", "summary", "train", "export", "prune", "pipeline"):
+    result = runner.invoke(app, [command, *(["digits"] if command in ("summary", "train", "pipeline") else [])] + (["runs/x"] if command in ("export", "prune") else []))
+    assert result.exit_code == 2 and "belongs to the training half, which needs PyTorch: pip install 'edgecnn[train]'" in result.output, (command, result.output)
 print("ok")
 """
 
 
 def test_eval_bench_info_work_without_torch_or_scikit_learn(digits_run):
-    """eval reads the test split the run kept (test.npz): no dataset loader, no training half."""
+    """eval reads the test split the run kept (test.npz): no dataset loader, no training half; the
+    training half's commands say in one line what to install."""
     done = subprocess.run([sys.executable, "-c", TORCH_FREE, str(digits_run / "model.int8.onnx")], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 

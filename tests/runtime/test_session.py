@@ -51,3 +51,9 @@ def test_input_shape_mismatch_is_explained(digits_run):
     session = Session(digits_run / "model.fp32.onnx")
     with pytest.raises(EdgecnnError, match=r"samples have shape \[3, 8, 8\].*expects \['batch', 1, 8, 8\]"):
         session.predict(np.zeros((2, 3, 8, 8), np.float32))
+
+
+def test_an_input_too_large_for_memory_is_refused_before_allocating(tmp_path):
+    huge = _foreign_model(tmp_path / "huge.onnx", shape=("n", 1, 100_000, 100_000))
+    with pytest.raises(EdgecnnError, match=r"a batch of 1 inputs of shape \[1, 100000, 100000\] needs 37.3 GiB; half the memory available here is"):
+        Session(huge).random_input(1)
