@@ -22,6 +22,7 @@ from typing import Any
 import edgecnn
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import refuse_overwrite
+from edgecnn.run import Run
 from edgecnn.runtime.card import read_card
 from edgecnn.runtime.session import load_onnx
 
@@ -50,10 +51,14 @@ def pack_model(model: Path, out: Path, force: bool = False) -> dict[str, Any]:
     tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be copied and shared
     try:
         shutil.copyfile(model, tmp / model.name)
+        run = Run.of(model)
+        has_test = run is not None and run.test_npz.is_file()
+        if has_test:  # the device reports its own accuracy, without the dataset or the training half
+            shutil.copyfile(run.test_npz, tmp / run.test_npz.name)
         wheel = build_wheel(tmp / "wheels")
         pins = runtime_pins()
         (tmp / "requirements.txt").write_text(_requirements(pins, wheel))
-        (tmp / "README.md").write_text(_readme(model.name, pins, has_preprocess=card.preprocess is not None))
+        (tmp / "README.md").write_text(_readme(model.name, pins, has_preprocess=card.preprocess is not None, has_test=has_test))
         for name, text in (("install.sh", _INSTALL), ("run.sh", _RUN.replace("MODEL", model.name))):
             (tmp / name).write_text(text)
             (tmp / name).chmod(0o755)
@@ -159,13 +164,15 @@ def _requirements(pins: list[str], wheel: Path) -> str:
     )
 
 
-def _readme(model: str, pins: list[str], has_preprocess: bool) -> str:
+def _readme(model: str, pins: list[str], has_preprocess: bool, has_test: bool) -> str:
     ort = next((p for p in pins if p.lower().startswith("onnxruntime==")), "onnxruntime")
     flags = "" if has_preprocess else (
         "\n`" + model + "` carries no `edgecnn.preprocess` metadata: add `--size HxW --color rgb|gray "
         "--resize center_crop|stretch|digit` (and `--mean`, `--std`, `--labels`) to every camera command.\n"
     )
-    return _README.format(model=model, ort=ort, flags=flags)
+    accuracy = (f".venv/bin/edgecnn eval {model} --data test.npz                 # accuracy on the test split it was trained against\n"
+                if has_test else "")
+    return _README.format(model=model, ort=ort, flags=flags, accuracy=accuracy)
 
 
 _README = """# edgecnn bundle: {model}
@@ -231,7 +238,7 @@ journalctl -u edgecnn-camera -f   # errors and the summary when it stops
 
 ```sh
 .venv/bin/edgecnn bench {model} --batch 1 --threads 4   # records CPU, temperature and throttling next to the figures
-```
+{accuracy}```
 """
 
 _INSTALL = """#!/bin/sh

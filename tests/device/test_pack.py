@@ -36,7 +36,8 @@ def bundle(digits_run, tmp_path_factory) -> Path:
 
 def test_bundle_holds_the_model_pinned_runtime_readme_and_scripts(bundle, digits_run):
     files = sorted(str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file())
-    assert files == ["README.md", "install.sh", "model.int8.onnx", "requirements.txt", "run.sh", WHEEL]
+    assert files == ["README.md", "install.sh", "model.int8.onnx", "requirements.txt", "run.sh", "test.npz", WHEEL]
+    assert (bundle / "test.npz").read_bytes() == (digits_run / "test.npz").read_bytes()  # the device reports its own accuracy
     assert (bundle / "model.int8.onnx").read_bytes() == (digits_run / "model.int8.onnx").read_bytes()
     assert all(os.access(bundle / s, os.X_OK) for s in ("install.sh", "run.sh"))
     assert oct(bundle.stat().st_mode & 0o777) == "0o755"
@@ -47,7 +48,8 @@ def test_bundle_holds_the_model_pinned_runtime_readme_and_scripts(bundle, digits
     assert not names & {"torch", "scikit-learn", "matplotlib", "torch-pruning"}
     assert all("==" in line for line in lines[:-1])
     readme = (bundle / "README.md").read_text()
-    for needed in ("64-bit", "--system-site-packages", "./install.sh", "--source picamera", "--headless", "[Service]", "systemctl"):
+    for needed in ("64-bit", "--system-site-packages", "./install.sh", "--source picamera", "--headless", "[Service]", "systemctl",
+                   "eval model.int8.onnx --data test.npz"):
         assert needed in readme, needed
     assert 'camera "$here/model.int8.onnx"' in (bundle / "run.sh").read_text()
 
@@ -114,3 +116,6 @@ def test_bundle_installs_torch_free_and_classifies_a_video(bundle, tmp_path):
     frames = [line for line in lines if "frame" in line]
     assert len(frames) == 40 and lines[-1]["summary"]["frames"] == 40
     assert np.mean([f["label"] == str(truth[f["frame"]]) for f in frames]) >= 0.8
+    accuracy = subprocess.run([tmp_path / "venv" / "bin" / "edgecnn", "eval", bundle / "model.int8.onnx", "--data", bundle / "test.npz", "--json"],
+                              capture_output=True, text=True, timeout=120)
+    assert accuracy.returncode == 0 and json.loads(accuracy.stdout)["samples"] == 297, accuracy.stderr
