@@ -29,7 +29,7 @@ def current(run: Run, result: dict[str, Any], digests: dict[str, str | None]) ->
     return digests[model.name] is not None and digests[model.name] == result.get("model_sha256")
 
 
-def collect_rows(run: Path, provider: str = "cpu") -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[str]]:
+def collect_rows(run: Path, provider: str = "cpu") -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[str], dict[str, dict[str, Any]]]:
     """One row per variant with accuracy and, where benched, latency at each batch size; results
     whose model has changed since are left out and named in the notes."""
     run = Run(run)
@@ -73,7 +73,7 @@ def collect_rows(run: Path, provider: str = "cpu") -> tuple[list[dict[str, Any]]
         f"{what} measured an earlier or missing model, so it is left out: run `edgecnn eval` or `edgecnn bench` on the model again"
         for what in stale
     ]
-    return rows, bench, notes
+    return rows, bench, notes, fresh
 
 
 def _model_figures(model: Path) -> dict[str, Any]:
@@ -131,12 +131,24 @@ def pareto_front(rows: list[dict[str, Any]], batch: int) -> list[str]:
 
 
 def plot_pareto(rows: list[dict[str, Any]], batch: int, path: Path, title: str) -> Path | None:
-    """Accuracy against p50 latency with the Pareto front marked; None without matplotlib."""
+    """pareto.png (pareto_figure); None without matplotlib or without a variant to plot."""
     try:
         import matplotlib
     except ImportError:
         return None
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = pareto_figure(rows, batch, title)
+    if fig is None:
+        return None
+    save_png(fig, path)
+    plt.close(fig)
+    return path
+
+
+def pareto_figure(rows: list[dict[str, Any]], batch: int, title: str) -> Any:
+    """Accuracy against p50 latency, the Pareto front drawn where it joins two or more variants."""
     import matplotlib.pyplot as plt
 
     front = set(pareto_front(rows, batch))
@@ -145,16 +157,44 @@ def plot_pareto(rows: list[dict[str, Any]], batch: int, path: Path, title: str) 
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
     for variant, lat, acc in pts:
-        on_front = variant in front
-        ax.scatter(lat, acc, s=60, color="tab:red" if on_front else "tab:gray", zorder=3)
+        ax.scatter(lat, acc, s=60, color="tab:red" if variant in front else "tab:gray", zorder=3)
         ax.annotate(variant, (lat, acc), textcoords="offset points", xytext=(5, 5))
     front_pts = sorted((lat, acc) for v, lat, acc in pts if v in front)
-    ax.plot([p[0] for p in front_pts], [p[1] for p in front_pts], color="tab:red", linestyle="--", label="Pareto front")
+    if len(front_pts) > 1:
+        ax.plot([p[0] for p in front_pts], [p[1] for p in front_pts], color="tab:red", linestyle="--", label="Pareto front")
+        ax.legend(loc="best")
     ax.margins(0.15)
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, min(high, 100.0))  # no accuracy above 100%
     ax.set_xlabel(f"p50 latency at batch {batch} (ms)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
-    ax.legend(loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(result: dict[str, Any], path: Path) -> Path | None:
+    """An eval result's confusion matrix as a picture, true classes down, predicted across; None without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    matrix, labels = np.array(result["confusion"]), result["labels"]
+    side = max(4.0, 0.45 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(matrix, cmap="Blues")
+    if len(labels) <= 30:  # past this the numbers are unreadable; the colours still show where the errors are
+        for (i, j), n in np.ndenumerate(matrix):
+            ax.text(j, i, str(n), ha="center", va="center", color="white" if n > matrix.max() / 2 else "black", fontsize=8)
+        ax.set_xticks(range(len(labels)), labels, rotation=90)
+        ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{result['variant']}: {100 * result['accuracy']:.2f}% on {result['samples']} samples")
     fig.tight_layout()
     save_png(fig, path)
     plt.close(fig)
@@ -193,7 +233,8 @@ def _decision_notes(run: Run) -> list[str]:
 def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[str, Any]:
     """Write report.md, report.json and pareto.png into the run folder."""
     run = Run(run)
-    rows, bench, stale_notes = collect_rows(run.root, provider)
+    rows, bench, stale_notes, evals = collect_rows(run.root, provider)
+    confusion = [plot_confusion(result, run.confusion_png(variant)) for variant, result in evals.items()]
     table = markdown_table(rows)
     machine = (bench or {}).get("machine", {})
     context = (
@@ -216,6 +257,7 @@ def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[s
         "table_markdown": table,
         "notes": notes,
         "pareto_png": str(pareto) if pareto else None,
+        "confusion_png": [str(c) for c in confusion if c],
     }
     write_json(run.report_json, report, force=force)
     return report

@@ -83,6 +83,9 @@ class Run:
     def eval_json(self, variant: str) -> Path:
         return self.root / f"eval-{variant}.json"
 
+    def confusion_png(self, variant: str) -> Path:
+        return self.root / f"confusion-{variant}.png"
+
     def bench_json(self, provider: str) -> Path:
         return self.root / f"bench-{provider}.json"
 
@@ -100,7 +103,7 @@ class Run:
 
     def derived(self) -> list[Path]:
         """What the steps after training write; a pipeline run with --force starts without them."""
-        patterns = ("model.*.onnx", "model.*.pt", "eval-*.json", "bench-*.json", "prune-*.json", "quantize-decision*.json")
+        patterns = ("model.*.onnx", "model.*.pt", "eval-*.json", "bench-*.json", "prune-*.json", "quantize-decision*.json", "confusion-*.png")
         found = [p for pattern in patterns for p in self.root.glob(pattern)]
         return found + [p for p in (self.report_md, self.report_json, self.pareto_png) if p.is_file()]
 

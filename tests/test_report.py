@@ -6,7 +6,7 @@ import pytest
 from edgecnn.errors import EdgecnnError
 from edgecnn.measure import bench, evaluate_model
 from edgecnn.quantize.model import QuantConfig, quantize_model
-from edgecnn.report import build_report, markdown_table, pareto_front
+from edgecnn.report import build_report, markdown_table, pareto_figure, pareto_front
 from edgecnn.run import Run
 
 
@@ -34,6 +34,8 @@ def test_eval_then_bench_then_report_by_hand(digits_run, tmp_path):
     assert "onnxruntime" in md and "interleaved" in md
     assert json.loads(run.report_json.read_text())["pareto_front"]
     assert run.pareto_png.read_bytes()[:4] == b"\x89PNG"
+    assert report["confusion_png"] == [str(run.confusion_png("fp32")), str(run.confusion_png("int8"))]
+    assert all(run.confusion_png(v).read_bytes()[:4] == b"\x89PNG" for v in ("fp32", "int8"))
 
 
 def test_a_result_whose_model_changed_is_never_reused(digits_run, tmp_path):
@@ -54,6 +56,18 @@ def test_a_result_whose_model_changed_is_never_reused(digits_run, tmp_path):
 def test_a_run_without_results_says_what_to_run(tmp_path):
     with pytest.raises(EdgecnnError, match="run `edgecnn eval` and `edgecnn bench`"):
         build_report(tmp_path)
+
+
+def test_a_single_variant_draws_no_front_and_no_accuracy_above_100():
+    import matplotlib.pyplot as plt
+
+    one = pareto_figure([{"variant": "fp32", "accuracy": 1.0, "latency": {1: {"p50_ms": 1.0}}}], 1, "one")
+    two = pareto_figure([{"variant": "fp32", "accuracy": 1.0, "latency": {1: {"p50_ms": 1.0}}},
+                         {"variant": "int8", "accuracy": 0.98, "latency": {1: {"p50_ms": 0.5}}}], 1, "two")
+    assert one.axes[0].get_legend() is None and not one.axes[0].get_lines()  # no front to draw, none named
+    assert two.axes[0].get_legend() is not None and len(two.axes[0].get_lines()) == 1
+    assert one.axes[0].get_ylim()[1] <= 100 and two.axes[0].get_ylim()[1] <= 100
+    plt.close("all")
 
 
 def test_pareto_front_drops_dominated_variants():

@@ -186,7 +186,7 @@ def pipeline(
     if json_out:
         return show_json(result)
     print_report(result)
-    typer.echo(f"written: {Path(result['run']) / 'report.md'}, report.json, pareto.png")
+    typer.echo(f"written: {Path(result['run']) / 'report.md'}, report.json, pareto.png, confusion-VARIANT.png")
 
 
 @training_command
