@@ -7,7 +7,9 @@ import json
 from typing import Annotated, Any, Optional
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.table import Table
 
 from edgecnn.errors import EdgecnnError
 
@@ -66,6 +68,21 @@ def command(fn):
 MAX_TABLE_CLASSES = 20  # past this a confusion matrix no longer fits a terminal
 
 
+WideFlag = Annotated[bool, typer.Option("--wide", help="Every column, however narrow the terminal (--json has everything).")]
+
+
+def fitted_table(header: list[str], rows: list[list[str]], secondary: tuple[str, ...] = (), wide: bool = False, **kwargs: Any) -> Table:
+    """A table that stays readable at 80 columns: secondary columns only with --wide, no vertical
+    rules, and a cell too long for its column folded onto the next line, never cut."""
+    keep = [i for i, name in enumerate(header) if wide or name not in secondary]
+    table = Table(*(header[i] for i in keep), box=box.SIMPLE_HEAD, pad_edge=False, **kwargs)
+    for column in table.columns:
+        column.overflow = "fold"
+    for row in rows:
+        table.add_row(*(row[i] for i in keep))
+    return table
+
+
 def show_json(result: Any) -> None:
     typer.echo(json.dumps(result, indent=2, default=str))
 
@@ -74,8 +91,23 @@ def kib(n: int) -> str:
     return f"{n / 1024:.1f} KiB"
 
 
-def print_report(report: dict[str, Any]) -> None:
-    """A run's table and the notes on what the int8 search and pruning decided."""
-    typer.echo(report["table_markdown"])
+def print_report(report: dict[str, Any], wide: bool = False) -> None:
+    """A run's table (report.md has it as Markdown) and the notes on what the int8 search and pruning decided."""
+    batches = sorted({int(b) for r in report["rows"] for b in r["latency"]})
+    header = ["variant", "accuracy", "Δ pt", "params", "MACs", "KiB"] + [f"{kind} b{b}" for b in batches for kind in ("p50 ms", "speedup")]
+    rows = []
+    for r in report["rows"]:
+        cells = [r["variant"], _fmt(r["accuracy"], lambda v: f"{100 * v:.2f}%"), _fmt(r["delta_points"], lambda v: f"{v:+.2f}"),
+                 _fmt(r.get("params"), lambda v: f"{v:,}"), _fmt(r.get("macs"), lambda v: f"{v:,}"), _fmt(r.get("size_bytes"), lambda v: f"{v / 1024:.1f}")]
+        for b in batches:
+            t = r["latency"].get(b) or r["latency"].get(str(b)) or {}
+            cells += [_fmt(t.get("p50_ms"), lambda v: f"{v:.3f}"), _fmt(t.get("speedup"), lambda v: f"{v:.2f}×")]
+        rows.append(cells)
+    secondary = ("params", "MACs", *(f"p50 ms b{b}" for b in batches[1:]))
+    console.print(fitted_table(header, rows, secondary=secondary, wide=wide))
     for note in report["notes"]:
-        typer.echo(f"- {note}")
+        console.print(f"- {note}", markup=False, highlight=False)
+
+
+def _fmt(value: Any, spec: Any) -> str:
+    return "–" if value is None else spec(value)

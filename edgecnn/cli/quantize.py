@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from edgecnn.cli.app import ForceFlag, JsonFlag, ProviderOpt, command, console, kib, show_json
+from edgecnn.cli.app import ForceFlag, JsonFlag, ProviderOpt, WideFlag, command, console, fitted_table, kib, show_json
 
 CalibOpt = Annotated[Optional[Path], typer.Option(help="Calibration data: run folder (its train split) or .npz (default: the model's run).")]
 SamplesOpt = Annotated[int, typer.Option(help="Calibration samples.")]
@@ -96,6 +96,7 @@ def quantize_search(
     samples: SamplesOpt = 256,
     out: OutOpt = None,
     force: ForceFlag = False,
+    wide: WideFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Search int8 configurations within --max-drop; keep the fastest that beats fp32 at every batch, or none."""
@@ -108,7 +109,7 @@ def quantize_search(
     )
     if json_out:
         return show_json(result)
-    _print_decision(result)
+    _print_decision(result, wide)
 
 
 @command
@@ -132,22 +133,18 @@ def quantize_layers(
     console.print(table)
 
 
-def _print_decision(result: dict[str, Any]) -> None:
+def _print_decision(result: dict[str, Any], wide: bool) -> None:
     batches = result["batches"]
     fp32 = result["fp32_p50_ms"] or {}
-    table = Table(
-        "config", "val accuracy", "drop", "in budget", *(f"speedup b{b}" for b in batches), "kept",
-        title=f"int8 search on {result['provider']}: fp32 {100 * result['fp32_val_accuracy']:.2f}% on {result['validation']}, "
-        + ", ".join(f"p50 b{b} {ms:.3f} ms" for b, ms in fp32.items()),
-    )
-    table.columns[0].no_wrap = True
-    for t in result["trials"]:
-        speedups = [f"{t['speedup'][b]:.2f}×" if b in t["speedup"] else "–" for b in batches]
-        table.add_row(
-            t["config"], f"{100 * t['val_accuracy']:.2f}%", f"{t['drop_points']:+.2f} pt", "yes" if t["within_budget"] else "no",
-            *speedups, "yes" if t["chosen"] else "",
-        )
-    console.print(table)
+    header = ["config", "val acc", "drop pt", "in budget", *(f"speedup b{b}" for b in batches), "kept"]
+    rows = [
+        [t["config"], f"{100 * t['val_accuracy']:.2f}%", f"{t['drop_points']:+.2f}", "yes" if t["within_budget"] else "no",
+         *(f"{t['speedup'][b]:.2f}×" if b in t["speedup"] else "–" for b in batches), "yes" if t["chosen"] else ""]
+        for t in result["trials"]
+    ]
+    console.print(fitted_table(header, rows, secondary=("in budget",), wide=wide,
+                               title=f"int8 search on {result['provider']}: fp32 {100 * result['fp32_val_accuracy']:.2f}% on {result['validation']}, "
+                               + ", ".join(f"p50 b{b} {ms:.3f} ms" for b, ms in fp32.items())))
     console.print(f"{result['reason']} → {result['kept']}")
     if result["left_alone"]:
         console.print(f"{result['left_alone']} is from an earlier call and was left as it was; it is not this search's choice")

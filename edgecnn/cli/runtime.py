@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from edgecnn.cli.app import MAX_TABLE_CLASSES, DeviceIdOpt, EpOpt, ForceFlag, JsonFlag, ProviderOpt, StrictFlag, command, console, kib, print_report, show_json
+from edgecnn.cli.app import MAX_TABLE_CLASSES, DeviceIdOpt, EpOpt, ForceFlag, JsonFlag, ProviderOpt, StrictFlag, WideFlag, command, console, fitted_table, kib, print_report, show_json
 
 
 @command
@@ -66,6 +66,7 @@ def bench(
     ep: EpOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Also write the result as JSON here.")] = None,
     force: ForceFlag = False,
+    wide: WideFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """p50/p90/p99 latency, throughput and size, several models interleaved; where each model's nodes run.
@@ -91,16 +92,14 @@ def bench(
         return show_json(result)
     m = result["machine"]
     on_device = any("device_p50_ms" in r for r in result["results"])
-    table = Table(
-        "model", "batch", "p50", "p90", "p99", *(["p50 on device"] if on_device else []), "throughput", "size", "speedup",
-        title=f"{m['cpu']} ({m['machine']}), onnxruntime {m['onnxruntime']}, {provider}, {threads or 'default'} thread(s)",
-    )
-    for r in result["results"]:
-        table.add_row(
-            r["variant"], str(r["batch"]), f"{r['p50_ms']:.3f} ms", f"{r['p90_ms']:.3f} ms", f"{r['p99_ms']:.3f} ms",
-            *([f"{r['device_p50_ms']:.3f} ms"] if on_device else []), f"{r['throughput']:,.0f}/s", kib(r["size_bytes"]), f"{r['speedup']:.2f}×",
-        )
-    console.print(table)
+    header = ["model", "batch", "p50 ms", "p90 ms", "p99 ms", *(["on device ms"] if on_device else []), "per s", "KiB", "speedup"]
+    rows = [
+        [r["variant"], str(r["batch"]), f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
+         *([f"{r['device_p50_ms']:.3f}"] if on_device else []), f"{r['throughput']:,.0f}", f"{r['size_bytes'] / 1024:.1f}", f"{r['speedup']:.2f}×"]
+        for r in result["results"]
+    ]
+    console.print(fitted_table(header, rows, secondary=("p90 ms", "KiB"), wide=wide,
+                               title=f"{m['cpu']} ({m['machine']}), onnxruntime {m['onnxruntime']}, {provider}, {threads or 'default'} thread(s)"))
     for info in result["models"]:
         console.print(f"{info['variant']}: built in {info['build_ms']:.0f} ms; {placement_line(info['placement'], info['fallen_back'])}", highlight=False)
     if "recorded" in result:
@@ -123,15 +122,16 @@ def placement_line(placement: dict[str, int], fallen_back: list[str]) -> str:
 def report(
     run: Annotated[Path, typer.Argument(help="Run folder.")],
     provider: ProviderOpt = "cpu",
+    wide: WideFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
-    """The run's table (Markdown + JSON) and pareto.png from its eval and bench results."""
+    """The run's table (Markdown + JSON), pareto.png and confusion pictures from its eval and bench results."""
     from edgecnn.report import build_report
 
     result = build_report(run, provider=provider)
     if json_out:
         return show_json(result)
-    print_report(result)
+    print_report(result, wide)
 
 
 @command

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from edgecnn.cli.app import ForceFlag, JsonFlag, app, command, console, kib, one_line_errors, print_report, show_json
+from edgecnn.cli.app import ForceFlag, JsonFlag, WideFlag, app, command, console, fitted_table, kib, one_line_errors, print_report, show_json
 from edgecnn.errors import EdgecnnError
 
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with the dataset's files (MNIST, Fashion-MNIST: the four IDX files; catsdogs, lite0_transfer: ROOT/<class>/*.jpg or ROOT/train/<class> + ROOT/validation/<class>); recorded in recipe.json.")]
@@ -46,7 +46,7 @@ def _dataset_options(data_dir: Path | None, subset: str | None) -> dict[str, str
 
 
 @training_command
-def recipes(json_out: JsonFlag = False) -> None:
+def recipes(wide: WideFlag = False, json_out: JsonFlag = False) -> None:
     """List the recipes with dataset, input shape and parameter count."""
     from edgecnn.train.nets import build_net, count_params
     from recipes import list_recipes
@@ -65,10 +65,9 @@ def recipes(json_out: JsonFlag = False) -> None:
     ]
     if json_out:
         return show_json(rows)
-    table = Table("recipe", "net", "dataset", "input", "classes", "params", caption="--json adds what each seed document reached")
-    for r in rows:
-        table.add_row(r["recipe"], r["net"], r["dataset"], "×".join(map(str, r["input_shape"])), str(r["classes"]), f"{r['params']:,}")
-    console.print(table)
+    cells = [[r["recipe"], r["net"], r["dataset"], "×".join(map(str, r["input_shape"])), str(r["classes"]), f"{r['params']:,}"] for r in rows]
+    console.print(fitted_table(["recipe", "net", "dataset", "input", "classes", "params"], cells, secondary=("net",), wide=wide,
+                               caption="--json adds what each seed document reached"))
 
 
 @training_command
@@ -172,6 +171,7 @@ def pipeline(
     data_dir: DataDirOpt = None,
     subset: SubsetOpt = None,
     force: ForceFlag = False,
+    wide: WideFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """train → export → (prune) → quantize → eval → bench → report, then print the table."""
@@ -185,7 +185,7 @@ def pipeline(
     )
     if json_out:
         return show_json(result)
-    print_report(result)
+    print_report(result, wide)
     typer.echo(f"written: {Path(result['run']) / 'report.md'}, report.json, pareto.png, confusion-VARIANT.png")
 
 

@@ -246,3 +246,27 @@ def test_ctrl_c_in_train_says_where_to_resume(tmp_path):
     assert stderr.strip().splitlines()[-1] == (
         f"interrupted: the last finished epoch is in {run / 'checkpoint.pt'}; continue with `edgecnn train digits --out {run} --resume`")
     assert "Traceback" not in stderr
+
+
+def test_tables_stay_readable_at_80_columns(digits_run, tmp_path):
+    """No line wider than 80 columns and no figure cut to '…'; --wide adds the secondary columns."""
+    run = tmp_path / "digits"
+    shutil.copytree(digits_run, run)
+    model = run / "model.int8.onnx"
+    commands = [
+        ["bench", run / "model.fp32.onnx", model, "--batch", "1,64", "--runs", "5"],
+        ["recipes"],
+        ["eval", model],
+        ["report", run],
+        ["info", model],
+        ["quantize-search", run / "model.fp32.onnx", "--batch", "1,64", "--runs", "5", "--out", tmp_path / "s.int8.onnx"],
+        ["summary", "convnet"],
+    ]
+    for args in commands:
+        result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "80"})
+        assert result.exit_code == 0, (args, result.output)
+        too_wide = [line for line in result.stdout.splitlines() if len(line) > 80]
+        assert not too_wide and "…" not in result.stdout, (args, too_wide, result.stdout)
+    narrow = runner.invoke(app, ["bench", str(model), "--runs", "3"], env={"COLUMNS": "80"}).stdout
+    wide = runner.invoke(app, ["bench", str(model), "--runs", "3", "--wide"], env={"COLUMNS": "80"}).stdout
+    assert "p90 ms" not in narrow and "p90 ms" in wide
