@@ -9,6 +9,7 @@ from edgecnn.data import resolve_split
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import refuse_overwrite
 from edgecnn.measure import bench, record_eval
+from edgecnn.progress import step
 from edgecnn.quantize.model import quantize_model
 from edgecnn.report import build_report
 from edgecnn.run import Run, int8_sibling
@@ -41,21 +42,25 @@ def run_pipeline(
         for path in run.derived():
             path.unlink()
     train(recipe, run.root, epochs=epochs, seed=seed, force=force, show_progress=show_progress, dataset_options=dataset_options)
+    step("export to ONNX", show_progress)
     fp32_models = [Path(export_run(run.root, force=True)["model"])]
     if prune_ratio is not None:
         from edgecnn.train.prune import prune_run
 
-        fp32_models.append(Path(prune_run(run.root, ratio=prune_ratio, runs=20, force=True)["model"]))
+        step(f"prune {prune_ratio:.0%} of the channels and fine-tune", show_progress)
+        fp32_models.append(Path(prune_run(run.root, ratio=prune_ratio, runs=20, force=True, show_progress=show_progress)["model"]))
     models = list(fp32_models)
     for fp32 in fp32_models:
+        step(f"quantize {fp32.name}", show_progress)
         if auto_quant:
             from edgecnn.quantize.search import auto_quantize
 
-            kept = Path(auto_quantize(fp32, run.root, max_drop=max_drop, batches=list(batches), runs=runs, force=True)["kept"])
+            kept = Path(auto_quantize(fp32, run.root, max_drop=max_drop, batches=list(batches), runs=runs, force=True, show_progress=show_progress)["kept"])
             if kept != fp32:
                 models.append(kept)
         else:
             models.append(quantize_model(fp32, calib=run.root, out=int8_sibling(fp32), force=True).model)
+    step(f"evaluate and time {len(models)} models", show_progress)
     test, source = resolve_split(run.root, fp32_models[0], "test")  # loaded once for every variant
     for model in models:
         record_eval(run, evaluate_samples(Session(model, threads=None), test.x, test.y, source))

@@ -20,7 +20,7 @@ ALLOWED = {
     "pipeline": {"train", "quantize", "measure", "report", "runtime", "data", "run"},
     "cli": {"train", "quantize", "runtime", "device", "data", "measure", "report", "pipeline", "run", "recipes"},
 }
-SHARED = {"errors", "files", "__init__", "__version__"}
+SHARED = {"errors", "files", "progress", "__init__", "__version__"}
 
 
 def _wing(module: str) -> str:

@@ -105,7 +105,7 @@ def quantize_search(
 
     result = auto_quantize(
         model, calib, max_drop=max_drop, provider=provider, batches=parse_batches(batch),
-        samples=samples, runs=runs, out=out, force=force,
+        samples=samples, runs=runs, out=out, force=force, show_progress=not json_out,
     )
     if json_out:
         return show_json(result)

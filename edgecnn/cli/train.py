@@ -140,7 +140,7 @@ def prune(
     """Prune, fine-tune and export; prove params, MACs, size, latency and accuracy in ONNX."""
     from edgecnn.train.prune import prune_run
 
-    result = prune_run(run, method=method, ratio=ratio, finetune_epochs=finetune_epochs, round_to=round_to, runs=runs, force=force)
+    result = prune_run(run, method=method, ratio=ratio, finetune_epochs=finetune_epochs, round_to=round_to, runs=runs, force=force, show_progress=not json_out)
     if json_out:
         return show_json(result)
     before, after = result["before"], result["after"]

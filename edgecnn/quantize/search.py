@@ -21,6 +21,7 @@ import onnx
 from edgecnn.data import calibration_samples, resolve_splits
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, refuse_overwrite, write_json
+from edgecnn.progress import progress_bar
 from edgecnn.quantize.layers import layer_errors
 from edgecnn.quantize.model import QuantConfig, prepare, quantize_prepared
 from edgecnn.quantize.passes import PASSES, float_nodes, pass_sets, quantized_compute
@@ -76,6 +77,7 @@ def auto_quantize(
     runs: int = 200,
     out: Path | None = None,
     force: bool = False,
+    show_progress: bool = True,
 ) -> dict[str, Any]:
     """Search int8 configurations within `max_drop` accuracy points; keep the fastest that beats fp32.
 
@@ -95,7 +97,7 @@ def auto_quantize(
     Session(model).check_input(x)
     base_acc = accuracy(model, val.x, val.y)
 
-    with tempfile.TemporaryDirectory(prefix="edgecnn-auto-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgecnn-auto-") as tmp, progress_bar(f"int8 search on {model.name}", None, show_progress) as advance:
         tmp = Path(tmp)
         prepared = prepare(model, tmp / "prepared.onnx")
         trials: list[Trial] = []
@@ -106,6 +108,7 @@ def auto_quantize(
             acc = accuracy(path, val.x, val.y)
             drop = 100 * (base_acc - acc)
             trials.append(Trial(config, path, acc, drop, drop <= max_drop, path.stat().st_size))
+            advance(f"{config.label()}: {drop:+.2f} pt")
             return trials[-1]
 
         prepared_model = onnx.load(str(prepared))
@@ -137,6 +140,7 @@ def auto_quantize(
                     break
 
         fine = [t for t in trials if t.within_budget]
+        advance(f"timing {len(fine)} configurations against fp32")
         timing = bench_models([model, *(t.model for t in fine)], provider=provider, batches=list(batches), runs=runs) if fine else None
         for r in timing["results"] if timing else []:
             trial = next((t for t in fine if t.model == Path(r["model"])), None)

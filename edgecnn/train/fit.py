@@ -15,6 +15,7 @@ from torch import nn
 from edgecnn.data import Dataset, Split, keep_test_split, load_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, read_json, refuse_overwrite, save_png, write_json
+from edgecnn.progress import progress_bar
 from edgecnn.run import Run
 from edgecnn.train.augment import get_augment
 from edgecnn.train.nets import build_net, count_params, load_pretrained, resize_to_state_dict
@@ -132,8 +133,8 @@ def _train_epoch(recipe, net, ema, opt, sched, split: Split, gen: torch.Generato
     return loss_sum / len(split), correct / len(split)
 
 
-def fine_tune(recipe: Recipe, net: nn.Module, data: Dataset, epochs: int) -> list[dict[str, float]]:
-    """Retrain a pruned net with the recipe's own optimizer and schedule, quietly.
+def fine_tune(recipe: Recipe, net: nn.Module, data: Dataset, epochs: int, show_progress: bool = True) -> list[dict[str, float]]:
+    """Retrain a pruned net with the recipe's own optimizer and schedule, a bar per epoch on a terminal.
 
     The full rate recovers more than a reduced one: on convnet (MNIST subset, ratio 0.5, 5 epochs)
     a tenth of the rate lost 1.8 points, the recipe's rate gained 0.6.
@@ -143,10 +144,12 @@ def fine_tune(recipe: Recipe, net: nn.Module, data: Dataset, epochs: int) -> lis
     sched = _scheduler(recipe, opt, epochs * -(-len(data.train) // recipe.batch_size))
     gen = torch.Generator().manual_seed(recipe.seed)
     history = []
-    for epoch in range(epochs):
-        loss, acc = _train_epoch(recipe, net, None, opt, sched, data.train, gen)
-        val_loss, val_acc = evaluate_torch(recipe, net, data.val)
-        history.append({"epoch": epoch + 1, "loss": loss, "accuracy": acc, "val_loss": val_loss, "val_accuracy": val_acc})
+    with progress_bar(f"fine-tune {recipe.name}", epochs, show_progress) as advance:
+        for epoch in range(epochs):
+            loss, acc = _train_epoch(recipe, net, None, opt, sched, data.train, gen)
+            val_loss, val_acc = evaluate_torch(recipe, net, data.val)
+            history.append({"epoch": epoch + 1, "loss": loss, "accuracy": acc, "val_loss": val_loss, "val_accuracy": val_acc})
+            advance(f"val_acc {val_acc:.4f}")
     return history
 
 

@@ -91,6 +91,7 @@ def prune_run(
     batches: list[int] = (1, 64),
     runs: int = 100,
     force: bool = False,
+    show_progress: bool = True,
 ) -> dict[str, Any]:
     """Prune a run's model, fine-tune, export, and measure params, MACs, size, latency, accuracy vs fp32."""
     run = Path(run)
@@ -118,7 +119,7 @@ def prune_run(
         prune_channels(net, recipe.input_shape, ratio, round_to)
     else:
         prune_magnitude(net, ratio)
-    history = fine_tune(recipe, net, data, epochs) if epochs else []
+    history = fine_tune(recipe, net, data, epochs, show_progress) if epochs else []
     if method == "magnitude":
         for module in _prunable(net):
             torch_prune.remove(module, "weight")
