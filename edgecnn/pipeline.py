@@ -48,7 +48,9 @@ def run_pipeline(
         from edgecnn.train.prune import prune_run
 
         step(f"prune {prune_ratio:.0%} of the channels and fine-tune", show_progress)
-        fp32_models.append(Path(prune_run(run.root, ratio=prune_ratio, runs=20, force=True, show_progress=show_progress)["model"]))
+        pruned = prune_run(run.root, ratio=prune_ratio, runs=20, force=True, show_progress=show_progress, max_drop=max_drop)
+        if pruned["kept"]:  # beyond the budget it is reported in the notes, not kept
+            fp32_models.append(Path(pruned["model"]))
     models = list(fp32_models)
     for fp32 in fp32_models:
         step(f"quantize {fp32.name}", show_progress)

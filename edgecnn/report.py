@@ -222,9 +222,14 @@ def _decision_notes(run: Run) -> list[str]:
         notes.append(f"int8 search on {Path(d['model']).name} ({d['provider']}, batches {d['batches']}): {d['reason']}")
     for path in run.prune_records():
         p = read_json(path)
+        if not p.get("kept", True):
+            tried = ", ".join(f"{t['ratio']}: {-t['val_drop_points']:+.2f} pt" for t in p["tried"])
+            notes.append(f"{p['method']} pruning: {p['note']} (tried {tried})")
+            continue
         notes.append(
             f"{p['method']} pruning, ratio {p['ratio']}: channels {p['channels']['before']} → {p['channels']['after']}, "
-            f"{p['macs_reduction']:.2f}× fewer MACs, {p['finetune_epochs']} fine-tuning epochs"
+            f"{p['macs_reduction']:.2f}× fewer MACs; its Δ comes after {p['finetune_epochs']} fine-tuning epochs on top of "
+            f"fp32's {p['trained_epochs']}, and part of a gain is those epochs"
             + (f"; {p['note']}" if "note" in p else "")
         )
     return notes

@@ -134,17 +134,27 @@ def prune(
     finetune_epochs: Annotated[Optional[int], typer.Option(help="Fine-tuning epochs (default: the recipe's).")] = None,
     round_to: Annotated[Optional[int], typer.Option(help="Structured: keep channel counts multiples of this (default: 16, which x86 NCHWc kernels want, or less for thin layers).")] = None,
     runs: Annotated[int, typer.Option(help="Timed runs per model and batch, interleaved.")] = 100,
+    max_drop: Annotated[Optional[float], typer.Option(help="Accuracy budget in points on the validation split: a pruned model beyond it is reported, not kept.")] = None,
+    search: Annotated[bool, typer.Option("--search", help="With --max-drop: the largest ratio (after channel rounding) within the budget.")] = False,
     force: ForceFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Prune, fine-tune and export; prove params, MACs, size, latency and accuracy in ONNX."""
     from edgecnn.train.prune import prune_run
 
-    result = prune_run(run, method=method, ratio=ratio, finetune_epochs=finetune_epochs, round_to=round_to, runs=runs, force=force, show_progress=not json_out)
+    result = prune_run(run, method=method, ratio=ratio, finetune_epochs=finetune_epochs, round_to=round_to, runs=runs, force=force,
+                       show_progress=not json_out, max_drop=max_drop, search=search)
     if json_out:
         return show_json(result)
+    for t in result["tried"]:
+        console.print(f"ratio {t['ratio']}: channels {t['channels']}, validation {-t['val_drop_points']:+.2f} pt"
+                      + ("" if t["within_budget"] else f", beyond the {result['max_drop_points']}-point budget"), highlight=False)
+    if not result["kept"]:
+        console.print(result["note"])
+        return
     before, after = result["before"], result["after"]
-    table = Table("", "fp32", result["method"], "ratio", title=f"{result['model']} ({result['finetune_epochs']} fine-tuning epochs)")
+    table = Table("", "fp32", result["method"], "ratio", title=f"{result['model']} (ratio {result['ratio']}, {result['finetune_epochs']} fine-tuning epochs "
+                  f"on top of fp32's {result['trained_epochs']}: part of a gain is those epochs)")
     for key, label in (("params", "params"), ("macs", "MACs"), ("size_bytes", "size (bytes)"), ("gzip_bytes", "gzip size (bytes)")):
         table.add_row(label, f"{before[key]:,}", f"{after[key]:,}", f"{before[key] / max(after[key], 1):.2f}×")
     table.add_row("test accuracy", f"{100 * before['test_accuracy']:.2f}%", f"{100 * after['test_accuracy']:.2f}%", f"{-result['accuracy_drop_points']:+.2f} pt")
@@ -163,9 +173,9 @@ def pipeline(
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/RECIPE).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: the recipe's).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed (default: the recipe's).")] = None,
-    prune_ratio: Annotated[Optional[float], typer.Option("--prune", help="Also prune channels by this ratio, fine-tune, quantize.")] = None,
+    prune_ratio: Annotated[Optional[float], typer.Option("--prune", help="Also prune channels by this ratio, fine-tune, quantize; kept within --max-drop.")] = None,
     auto_quant: Annotated[bool, typer.Option("--auto-quant", help="Search int8 configs within --max-drop; keep only models faster than fp32.")] = False,
-    max_drop: Annotated[float, typer.Option(help="With --auto-quant: accuracy budget in points.")] = 0.5,
+    max_drop: Annotated[float, typer.Option(help="Accuracy budget in points on the validation split, for pruning and --auto-quant.")] = 0.5,
     batch: Annotated[str, typer.Option(help="Benchmark batch sizes, comma-separated.")] = "1,32",
     runs: Annotated[int, typer.Option(help="Timed benchmark runs per model and batch.")] = 200,
     data_dir: DataDirOpt = None,

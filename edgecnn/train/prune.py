@@ -4,6 +4,7 @@ unstructured magnitude pruning, each fine-tuned, exported and measured against f
 
 from __future__ import annotations
 
+import copy
 import gzip
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from edgecnn.runtime.bench import bench_models
 from edgecnn.runtime.evaluate import accuracy
 from edgecnn.runtime.session import load_onnx
 from edgecnn.train.export import export_onnx, export_run
-from edgecnn.train.fit import fine_tune, load_trained
+from edgecnn.train.fit import evaluate_torch, fine_tune, load_trained
 
 ROUND_TO = 16  # ORT's blocked NCHWc kernels want channel counts in multiples of 16 on x86
 
@@ -82,6 +83,9 @@ def _onnx_figures(path: Path) -> dict[str, Any]:
     return {"params": count_params(model), "macs": count_macs(model), "size_bytes": path.stat().st_size, "gzip_bytes": gzip_size(path)}
 
 
+SEARCH_RATIOS = (0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125)  # tried largest first; ratios the rounding makes alike are tried once
+
+
 def prune_run(
     run: Path,
     method: str = "structured",
@@ -92,8 +96,14 @@ def prune_run(
     runs: int = 100,
     force: bool = False,
     show_progress: bool = True,
+    max_drop: float | None = None,
+    search: bool = False,
 ) -> dict[str, Any]:
-    """Prune a run's model, fine-tune, export, and measure params, MACs, size, latency, accuracy vs fp32."""
+    """Prune a run's model, fine-tune, export, and measure params, MACs, size, latency, accuracy vs fp32.
+
+    With `max_drop` (points of validation accuracy) a pruned model beyond the budget is reported and
+    not kept; `search` tries ratios from the largest down and keeps the first within it.
+    """
     run = Path(run)
     if method not in PRUNED_FAMILIES:
         raise EdgecnnError(f"unknown pruning method {method!r} (accepted: {', '.join(PRUNED_FAMILIES)})")
@@ -101,29 +111,54 @@ def prune_run(
         raise EdgecnnError(f"--ratio must be between 0 and 1 (exclusive), got {ratio}")
     if finetune_epochs is not None and finetune_epochs < 0:
         raise EdgecnnError(f"--finetune-epochs must be ≥ 0, got {finetune_epochs}")
+    if max_drop is not None and max_drop < 0:
+        raise EdgecnnError(f"--max-drop must be ≥ 0 accuracy points, got {max_drop}")
+    if search and (max_drop is None or method != "structured"):
+        raise EdgecnnError("--search looks for the largest structured ratio within --max-drop: give --max-drop, with --method structured")
     family = PRUNED_FAMILIES[method]
     folder = Run(run)
     weights, onnx_out, proof = folder.weights(family), folder.onnx("fp32", family), folder.prune_json(method)
     for path in (weights, onnx_out, proof):
         refuse_overwrite(path, force)
-    net, recipe = load_trained(run)
+    trained, recipe = load_trained(run)
     baseline = folder.onnx("fp32")
     if not baseline.is_file():
         export_run(run)
     data = load_run_dataset(run)
     epochs = recipe.epochs if finetune_epochs is None else finetune_epochs
+    base_val = evaluate_torch(recipe, trained, data.val)[1]
+    channels_before = [m.weight.shape[0] for m in _prunable(trained)]
 
-    channels_before = [m.weight.shape[0] for m in _prunable(net)]
-    if method == "structured":
-        round_to = round_to or fitting_round_to(net, ratio)
-        prune_channels(net, recipe.input_shape, ratio, round_to)
-    else:
-        prune_magnitude(net, ratio)
-    history = fine_tune(recipe, net, data, epochs, show_progress) if epochs else []
-    if method == "magnitude":
-        for module in _prunable(net):
-            torch_prune.remove(module, "weight")
-    net.eval()
+    tried, kept = [], None
+    for candidate in _ratios(trained, recipe, method, ratio, round_to, search):
+        net = copy.deepcopy(trained)
+        rounding = (round_to or fitting_round_to(net, candidate)) if method == "structured" else None
+        if method == "structured":
+            prune_channels(net, recipe.input_shape, candidate, rounding)
+        else:
+            prune_magnitude(net, candidate)
+        history = fine_tune(recipe, net, data, epochs, show_progress) if epochs else []
+        if method == "magnitude":
+            for module in _prunable(net):
+                torch_prune.remove(module, "weight")
+        net.eval()
+        drop = 100 * (base_val - evaluate_torch(recipe, net, data.val)[1])
+        tried.append({"ratio": candidate, "round_to": rounding, "channels": [m.weight.shape[0] for m in _prunable(net)],
+                      "val_drop_points": drop, "within_budget": max_drop is None or drop <= max_drop})
+        if tried[-1]["within_budget"]:
+            kept = (net, candidate, rounding, history)
+            break
+
+    result: dict[str, Any] = {
+        "run": str(run), "method": method, "finetune_epochs": epochs, "trained_epochs": recipe.epochs,
+        "max_drop_points": max_drop, "tried": tried, "kept": kept is not None,
+    }
+    if kept is None:
+        result.update(ratio=ratio, model=None, channels={"before": channels_before, "after": tried[-1]["channels"]},
+                      note=f"no ratio tried stays within {max_drop} points of validation accuracy: nothing kept")
+        write_json(proof, result, force=True)
+        return result
+    net, ratio, round_to, history = kept
     with atomic_path(weights, force=True) as tmp:
         torch.save(net.state_dict(), tmp)
     export_onnx(net, recipe, onnx_out, data.test.x[:64], force=True)
@@ -131,12 +166,9 @@ def prune_run(
     before, after = _onnx_figures(baseline), _onnx_figures(onnx_out)
     timing = bench_models([baseline, onnx_out], batches=list(batches), runs=runs)
     acc_before, acc_after = accuracy(baseline, data.test.x, data.test.y), accuracy(onnx_out, data.test.x, data.test.y)
-    result = {
-        "run": str(run),
-        "method": method,
+    result.update({
         "ratio": ratio,
-        "round_to": round_to if method == "structured" else None,
-        "finetune_epochs": epochs,
+        "round_to": round_to,
         "model": str(onnx_out),
         "before": {**before, "test_accuracy": acc_before},
         "after": {**after, "test_accuracy": acc_after},
@@ -150,7 +182,7 @@ def prune_run(
         ],
         "machine": timing["machine"],
         "history": history,
-    }
+    })
     if method == "magnitude":
         result["sparsity"] = sparsity(net)
         result["note"] = (
@@ -159,3 +191,21 @@ def prune_run(
         )
     write_json(proof, result, force=True)
     return result
+
+
+def _ratios(net: nn.Module, recipe: Any, method: str, ratio: float, round_to: int | None, search: bool) -> list[float]:
+    """The ratio asked for, or with `search` every SEARCH_RATIOS entry that gives channel counts of its own."""
+    if not search:
+        return [ratio]
+    found, seen = [], set()
+    for candidate in SEARCH_RATIOS:
+        trial = copy.deepcopy(net)
+        try:
+            prune_channels(trial, recipe.input_shape, candidate, round_to or fitting_round_to(trial, candidate))
+        except EdgecnnError:  # removes no channel at this ratio
+            continue
+        channels = tuple(m.weight.shape[0] for m in _prunable(trial))
+        if channels not in seen:
+            seen.add(channels)
+            found.append(candidate)
+    return found

@@ -56,3 +56,24 @@ def test_resize_to_state_dict_loads_pruned_weights():
     assert count_params(fresh) == count_params(small) < 994
     x = torch.rand(3, 1, 8, 8)
     assert torch.equal(fresh.eval()(x), small.eval()(x))
+
+
+def test_a_pruned_model_beyond_the_budget_is_reported_and_not_kept(run_copy):
+    """Digits pruned by 0.875 with no fine-tuning loses far more than 0.5 points: nothing is written but the record."""
+    result = prune_run(run_copy, ratio=0.875, finetune_epochs=0, batches=[1], runs=5, max_drop=0.5)
+    assert not result["kept"] and result["model"] is None and result["tried"][0]["val_drop_points"] > 0.5
+    assert "no ratio tried stays within 0.5 points" in result["note"]
+    assert not (run_copy / "model.pruned.pt").exists() and not (run_copy / "model.pruned.fp32.onnx").exists()
+    assert (run_copy / "prune-structured.json").is_file()
+
+
+def test_search_keeps_the_largest_ratio_within_the_budget(run_copy):
+    """Ratios are tried largest first, one per distinct channel count after rounding; the first within budget is kept."""
+    result = prune_run(run_copy, finetune_epochs=0, batches=[1], runs=5, max_drop=60.0, search=True)  # unpruned by fine-tuning: 72, 71, 57 points lost
+    ratios = [t["ratio"] for t in result["tried"]]
+    assert ratios == sorted(ratios, reverse=True) and len({tuple(t["channels"]) for t in result["tried"]}) == len(ratios)
+    assert result["kept"] and result["ratio"] == ratios[-1] and result["tried"][-1]["within_budget"]
+    assert all(not t["within_budget"] for t in result["tried"][:-1])
+    assert result["trained_epochs"] == 12 and result["finetune_epochs"] == 0
+    with pytest.raises(EdgecnnError, match="--search looks for the largest structured ratio within --max-drop"):
+        prune_run(run_copy, search=True, force=True)
