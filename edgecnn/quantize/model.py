@@ -80,10 +80,12 @@ class QuantConfig:
 
 
 class ArrayReader(CalibrationDataReader):
-    """Feeds an array to onnxruntime's calibrators in fixed-size batches."""
+    """Feeds an array to onnxruntime's calibrators in batches of one size: its histogram calibrators
+    (percentile, entropy) stack the batches and fail on a shorter last one."""
 
     def __init__(self, input_name: str, samples: np.ndarray, batch_size: int = 32):
-        self._batches = iter([{input_name: samples[i : i + batch_size]} for i in range(0, len(samples), batch_size)])
+        size = max(d for d in range(1, min(batch_size, len(samples)) + 1) if len(samples) % d == 0)  # divides the count
+        self._batches = iter([{input_name: samples[i : i + size]} for i in range(0, len(samples), size)])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)

@@ -88,3 +88,12 @@ def test_symmetric_activations_have_zero_points_of_zero(small_net, tmp_path):
     zero_points = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
     assert read_card(model).quantization.symmetric
+
+
+@pytest.mark.parametrize("samples", [100, 37])
+def test_histogram_calibration_takes_any_sample_count(tmp_path, samples):
+    """Percentile and entropy calibration stack equal batches: 100 samples go as 4 × 25, a prime count one by one."""
+    fp32, data = save_with_data(cnn((1, 16, 16), (Block(8, pool=2), Block(8)), classes=10), tmp_path, samples=200)
+    for method in ("percentile", "entropy"):
+        out = quantize_model(fp32, QuantConfig(method=method), calib=data, samples=samples, out=tmp_path / f"{method}{samples}.onnx").model
+        assert read_card(onnx.load(str(out))).quantization.samples == samples
