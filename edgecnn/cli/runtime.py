@@ -160,6 +160,8 @@ def info(
     console.print("  ops: " + ", ".join(f"{k}×{v}" for k, v in result["ops"].items()))
     for key, value in result["metadata"].items():
         console.print(f"  {key} = {value}", markup=False, highlight=False)
+    if result["non_finite_weights"]:
+        console.print(f"  warning: NaN or Inf in {len(result['non_finite_weights'])} weight(s): {', '.join(result['non_finite_weights'][:5])}", highlight=False)
     if "placement" in result:
         found = result["placement"]
         console.print(f"  on {found['provider']}: {placement_line(found['nodes'], found['fallen_back'])}", highlight=False)

@@ -159,7 +159,9 @@ def run_camera(
             if item is None:
                 break
             t0 = time.perf_counter()
-            probs = session.card.probabilities(session.run(item.input)[0])
+            output = session.run(item.input)
+            session.refuse_non_finite(output)
+            probs = session.card.probabilities(output[0])
             latency_ms = item.prepare_ms + (time.perf_counter() - t0) * 1e3  # preprocessing + inference
             order = np.argsort(-probs)[:top_k]
             top = [{"label": names[i] if names and i < len(names) else str(i), "index": int(i), "p": round(float(probs[i]), 4)} for i in order]

@@ -69,3 +69,11 @@ def count_macs(model: onnx.ModelProto) -> int:
             transposed = any(a.name == "transB" and a.i for a in node.attribute)
             macs += int(np.prod(out)) * (weight[1] if transposed else weight[0])
     return macs
+
+
+def non_finite_weights(model: onnx.ModelProto) -> list[str]:
+    """The float initializers holding NaN or Inf: a model with any of them computes nothing meaningful."""
+    from onnx import numpy_helper
+
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+    return [i.name for i in model.graph.initializer if i.data_type in floats and not np.isfinite(numpy_helper.to_array(i).astype(np.float64)).all()]

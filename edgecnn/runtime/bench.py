@@ -123,7 +123,10 @@ def bench_models(
         t0 = time.perf_counter()
         session = Session(model, provider=provider, threads=threads, options=options)
         first = session.random_input(batches[0])
-        (bound_runner(session, first, device, options.device_id)[0] if device else lambda: session.run(first))()
+        if device:
+            bound_runner(session, first, device, options.device_id)[0]()
+        else:
+            session.refuse_non_finite(session.run(first))  # timing a model that computes NaN measures nothing
         if options.cuda_graph and session.fallen_back():
             raise EdgecnnError(f"cuda_graph needs every node on the GPU; {session.path.name} runs {', '.join(session.fallen_back()[:5])} on the CPU")
         sessions.append(session)

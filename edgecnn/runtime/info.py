@@ -7,7 +7,7 @@ from typing import Any
 
 import onnx
 
-from edgecnn.graph.count import count_macs, count_params
+from edgecnn.graph.count import count_macs, count_params, non_finite_weights
 from edgecnn.runtime.card import read_card
 from edgecnn.runtime.providers import ProviderOptions
 from edgecnn.runtime.session import Session, load_onnx
@@ -48,6 +48,7 @@ def describe_model(path: Path) -> dict[str, Any]:
         "macs": count_macs(model),
         "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
         "metadata": {p.key: p.value for p in model.metadata_props},
+        "non_finite_weights": non_finite_weights(model),
     }
 
 

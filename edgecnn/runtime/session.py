@@ -14,6 +14,7 @@ import onnx
 import onnxruntime as ort
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.graph.count import non_finite_weights
 from edgecnn.runtime.card import read_card
 from edgecnn.runtime.providers import PROVIDERS, ProviderOptions, configure, resolve_provider
 
@@ -61,6 +62,7 @@ class Session:
         self.path = Path(path)
         model = load_onnx(self.path)
         self.card = read_card(model)
+        self.non_finite = non_finite_weights(model)
         self.provider = resolve_provider(provider)
         disabled = list(self.card.session_options.disabled_optimizers)
         opts = session_options(threads, spinning)
@@ -128,10 +130,19 @@ class Session:
         return self.session.run(None, {self.input_name: x.astype(self.input_dtype, copy=False)})[0]
 
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Raw outputs for all of `x`, in batches."""
+        """Raw outputs for all of `x`, in batches; NaN or Inf among them is one line, not a prediction."""
         self.check_input(x)
         outs = [self.run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-        return np.concatenate(outs) if outs else np.zeros((0,))
+        outputs = np.concatenate(outs) if outs else np.zeros((0,))
+        self.refuse_non_finite(outputs)
+        return outputs
+
+    def refuse_non_finite(self, outputs: np.ndarray) -> None:
+        """One line when outputs hold NaN or Inf, naming the non-finite weights where there are any."""
+        bad = ~np.isfinite(outputs.reshape(len(outputs), -1)).all(axis=1) if outputs.size else np.zeros(0, bool)
+        if bad.any():
+            cause = f"; non-finite weights: {', '.join(self.non_finite[:5])}" if self.non_finite else ""
+            raise EdgecnnError(f"{self.path.name} outputs NaN or Inf on {int(bad.sum())} of {len(bad)} samples{cause}")
 
     def random_input(self, batch: int, seed: int = 0) -> np.ndarray:
         """A batch of random input of the model's shape; symbolic dims other than batch are refused."""

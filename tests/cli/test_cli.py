@@ -270,3 +270,21 @@ def test_tables_stay_readable_at_80_columns(digits_run, tmp_path):
     narrow = runner.invoke(app, ["bench", str(model), "--runs", "3"], env={"COLUMNS": "80"}).stdout
     wide = runner.invoke(app, ["bench", str(model), "--runs", "3", "--wide"], env={"COLUMNS": "80"}).stdout
     assert "p90 ms" not in narrow and "p90 ms" in wide
+
+
+def test_a_model_computing_nan_is_one_line_in_camera_eval_and_bench(digits_run, tmp_path):
+    import cv2
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(digits_run / "model.fp32.onnx"))
+    weight = next(i for i in model.graph.initializer if len(i.dims) == 4)
+    weight.CopyFrom(numpy_helper.from_array(np.full(tuple(weight.dims), np.nan, np.float32), weight.name))
+    path = tmp_path / "nan.onnx"
+    onnx.save(model, str(path))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "one.png"), np.full((64, 64, 3), 200, np.uint8))
+    for args in (["camera", path, "--source", photos, "--headless"], ["eval", path, "--data", digits_run], ["bench", path, "--runs", "2"]):
+        assert_one_line_error(invoke(*args), "nan.onnx outputs NaN or Inf", weight.name)
+    assert "warning: NaN or Inf in 1 weight(s)" in invoke("info", path).output

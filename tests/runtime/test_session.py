@@ -57,3 +57,20 @@ def test_an_input_too_large_for_memory_is_refused_before_allocating(tmp_path):
     huge = _foreign_model(tmp_path / "huge.onnx", shape=("n", 1, 100_000, 100_000))
     with pytest.raises(EdgecnnError, match=r"a batch of 1 inputs of shape \[1, 100000, 100000\] needs 37.3 GiB; half the memory available here is"):
         Session(huge).random_input(1)
+
+
+def test_nan_weights_are_named_and_their_outputs_refused(digits_run, tmp_path):
+    from onnx import numpy_helper
+
+    from edgecnn.runtime.info import describe_model
+
+    model = onnx.load(str(digits_run / "model.fp32.onnx"))
+    weight = next(i for i in model.graph.initializer if len(i.dims) == 4)
+    array = numpy_helper.to_array(weight).copy()
+    array[0, 0, 0, 0] = np.nan
+    weight.CopyFrom(numpy_helper.from_array(array, weight.name))
+    path = tmp_path / "nan.onnx"
+    onnx.save(model, str(path))
+    assert describe_model(path)["non_finite_weights"] == [weight.name]
+    with pytest.raises(EdgecnnError, match=rf"nan.onnx outputs NaN or Inf on \d+ of 4 samples; non-finite weights: {weight.name}"):
+        Session(path).predict(np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32))
