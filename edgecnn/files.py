@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -33,8 +34,15 @@ def atomic_path(path: Path, force: bool = False) -> Iterator[Path]:
         if tmp_path.is_file():  # mkstemp makes it 0600; an artifact follows the user's umask, as any file they write
             os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.errno not in FULL:
+            raise
+        raise EdgecnnError(f"could not write {path}: {exc.strerror}; nothing was written") from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # a full disk, a file-size limit, a quota
 
 
 def _umask() -> int:

@@ -44,3 +44,24 @@ def test_artifacts_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails with EFBIG instead of killing the process
+resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))  # a disk that holds 2,000 bytes per file
+from edgecnn.cli import app
+app()
+"""
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(digits_run, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "model.fp16.onnx"  # about 4 KB
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, "fp16", str(digits_run / "model.fp32.onnx"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"error: could not write {out}: File too large; nothing was written"
+    assert list(tmp_path.iterdir()) == []  # no partial artifact, no temporary file
