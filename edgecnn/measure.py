@@ -36,7 +36,8 @@ def evaluate_model(
 
 def record_eval(run: Run, result: dict[str, Any]) -> Path:
     """Write an eval result into its run (replacing the variant's earlier one)."""
-    return write_json(run.eval_json(result["variant"]), result, force=True)
+    with run.writing():
+        return write_json(run.eval_json(result["variant"]), result, force=True)
 
 
 def bench(models: list[Path], provider: str = "cpu", **settings: Any) -> dict[str, Any]:
@@ -44,5 +45,7 @@ def bench(models: list[Path], provider: str = "cpu", **settings: Any) -> dict[st
     result = bench_models(models, provider=provider, **settings)
     runs = {Run.of(m) for m in models}
     if len(runs) == 1 and None not in runs:
-        result["recorded"] = str(write_json(runs.pop().bench_json(provider), result, force=True))
+        run = runs.pop()
+        with run.writing():
+            result["recorded"] = str(write_json(run.bench_json(provider), result, force=True))
     return result

@@ -33,6 +33,25 @@ def run_pipeline(
     show_progress: bool = True,
     dataset_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The whole pipeline for one recipe; returns the report. Holds the run folder while it writes."""
+    with Run(out or Path("runs") / recipe).writing():
+        return _run_pipeline(recipe=recipe, out=out, epochs=epochs, seed=seed, force=force, prune_ratio=prune_ratio, auto_quant=auto_quant, max_drop=max_drop, batches=batches, runs=runs, show_progress=show_progress, dataset_options=dataset_options)
+
+
+def _run_pipeline(
+    recipe: str,
+    out: Path | None = None,
+    epochs: int | None = None,
+    seed: int | None = None,
+    force: bool = False,
+    prune_ratio: float | None = None,
+    auto_quant: bool = False,
+    max_drop: float = 0.5,
+    batches: list[int] = (1, 32),
+    runs: int = 200,
+    show_progress: bool = True,
+    dataset_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The whole pipeline for one recipe; returns the report."""
     run = Run(out or Path("runs") / recipe)
     if prune_ratio is not None and not 0.0 < prune_ratio < 1.0:

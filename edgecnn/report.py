@@ -235,7 +235,14 @@ def _decision_notes(run: Run) -> list[str]:
     return notes
 
 
+
 def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[str, Any]:
+    """Write report.md, report.json and pareto.png into the run folder. Holds the run folder while it writes."""
+    with Run(run).writing():
+        return _build_report(run=run, provider=provider, force=force)
+
+
+def _build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[str, Any]:
     """Write report.md, report.json and pareto.png into the run folder."""
     run = Run(run)
     rows, bench, stale_notes, evals = collect_rows(run.root, provider)

@@ -8,11 +8,19 @@ changed since from a current one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgecnn.errors import EdgecnnError
+
 RECIPE = "recipe.json"
+LOCK = ".lock"  # held (flock) by the command writing the run
+_held: dict[Path, int] = {}  # run folders this process holds, with their depth
 PRUNED_FAMILIES = {"structured": "pruned", "magnitude": "sparse"}  # prune method → family in file names
 
 
@@ -68,6 +76,34 @@ class Run:
     def pareto_png(self) -> Path:
         return self.root / "pareto.png"
 
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the run folder for this process while it writes there: a second command writing the
+        same run at once is refused in one line instead of mixing the folder. Re-entrant."""
+        key = self.root.resolve()
+        if key in _held or not self.root.is_dir():  # held already, or nothing there yet for another command to mix
+            _held[key] = _held.get(key, 0) + 1
+            try:
+                yield
+            finally:
+                _held[key] -= 1
+                if not _held[key]:
+                    del _held[key]
+            return
+        fd = os.open(self.root / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise EdgecnnError(f"{self.root} is being written by another edgecnn command; wait for it to end, or write elsewhere") from None
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            del _held[key]
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
     def weights(self, family: str = "") -> Path:
         """model.pt, or model.pruned.pt for a pruned family."""
         return self.root / ".".join(["model", *filter(None, [family]), "pt"])
@@ -106,6 +142,12 @@ class Run:
         patterns = ("model.*.onnx", "model.*.pt", "eval-*.json", "bench-*.json", "prune-*.json", "quantize-decision*.json", "confusion-*.png")
         found = [p for pattern in patterns for p in self.root.glob(pattern)]
         return found + [p for p in (self.report_md, self.report_json, self.pareto_png) if p.is_file()]
+
+
+def writing_run(artifact: Path) -> contextlib.AbstractContextManager:
+    """Run.writing() of the run an artifact goes into; nothing to hold outside a run."""
+    run = Run.of(artifact)
+    return run.writing() if run is not None else contextlib.nullcontext()
 
 
 def variant_name(model: Path) -> str:

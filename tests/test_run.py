@@ -45,3 +45,29 @@ def test_file_digest_changes_with_the_content(tmp_path):
     first = file_digest(path)
     path.write_bytes(b"b")
     assert len(first) == 64 and file_digest(path) != first
+
+
+def test_a_second_writer_of_one_run_is_refused_in_one_line(digits_run, tmp_path):
+    """While one process writes a run (here: holds it), another command that would write there is one line, exit 2."""
+    import shutil
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from edgecnn.cli import app
+
+    run = tmp_path / "digits"
+    shutil.copytree(digits_run, run)
+    holder = subprocess.Popen([sys.executable, "-c", f"import sys, time\nfrom edgecnn.run import Run\nwith Run({str(run)!r}).writing():\n"
+                               "    print('held', flush=True)\n    sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = sorted(p.name for p in run.iterdir())
+        for args in (["report", str(run)], ["quantize", str(run / "model.fp32.onnx"), "--force"], ["eval", str(run / "model.fp32.onnx")]):
+            result = CliRunner().invoke(app, args)
+            assert result.exit_code == 2 and "is being written by another edgecnn command" in result.output, (args, result.output)
+        assert sorted(p.name for p in run.iterdir()) == before
+    finally:
+        holder.communicate("", timeout=30)
+    assert CliRunner().invoke(app, ["eval", str(run / "model.fp32.onnx")]).exit_code == 0  # free again

@@ -97,7 +97,14 @@ def _write_card(model: onnx.ModelProto, recipe: Recipe, parity: float) -> None:
     write_card(model, card)
 
 
+
 def export_run(source: Path, out: Path | None = None, force: bool = False, parity_samples: int = 64) -> dict[str, Any]:
+    """Export a run's model.pt (or model.pruned.pt …) to model.fp32.onnx (model.pruned.fp32.onnx …). Holds the run folder while it writes."""
+    with Run(resolve_run(source)[0]).writing():
+        return _export_run(source=source, out=out, force=force, parity_samples=parity_samples)
+
+
+def _export_run(source: Path, out: Path | None = None, force: bool = False, parity_samples: int = 64) -> dict[str, Any]:
     """Export a run's model.pt (or model.pruned.pt …) to model.fp32.onnx (model.pruned.fp32.onnx …)."""
     run, weights = resolve_run(source)
     if not weights.is_file():

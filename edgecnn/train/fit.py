@@ -158,7 +158,24 @@ def _final(net: nn.Module, ema: torch.optim.swa_utils.AveragedModel | None) -> n
     return ema.module if ema is not None else net
 
 
+
 def train(
+    recipe_name: str,
+    out: Path | None = None,
+    epochs: int | None = None,
+    seed: int | None = None,
+    resume: bool = False,
+    force: bool = False,
+    dataset: Dataset | None = None,
+    show_progress: bool = True,
+    dataset_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train a recipe into a run folder; returns the summary written to recipe.json. Holds the run folder while it writes."""
+    with Run(out or Path("runs") / recipe_name).writing():
+        return _train(recipe_name=recipe_name, out=out, epochs=epochs, seed=seed, resume=resume, force=force, dataset=dataset, show_progress=show_progress, dataset_options=dataset_options)
+
+
+def _train(
     recipe_name: str,
     out: Path | None = None,
     epochs: int | None = None,
