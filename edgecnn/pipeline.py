@@ -12,33 +12,15 @@ from edgecnn.measure import bench, record_eval
 from edgecnn.progress import step
 from edgecnn.quantize.model import quantize_model
 from edgecnn.report import build_report
-from edgecnn.run import Run, int8_sibling
+from edgecnn.run import Run, holds_run, int8_sibling
 from edgecnn.runtime.evaluate import evaluate_samples
 from edgecnn.runtime.session import Session
 from edgecnn.train.export import export_run
 from edgecnn.train.fit import train
 
 
+@holds_run(lambda recipe, out, **_: Run(out or Path("runs") / recipe))
 def run_pipeline(
-    recipe: str,
-    out: Path | None = None,
-    epochs: int | None = None,
-    seed: int | None = None,
-    force: bool = False,
-    prune_ratio: float | None = None,
-    auto_quant: bool = False,
-    max_drop: float = 0.5,
-    batches: list[int] = (1, 32),
-    runs: int = 200,
-    show_progress: bool = True,
-    dataset_options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The whole pipeline for one recipe; returns the report. Holds the run folder while it writes."""
-    with Run(out or Path("runs") / recipe).writing():
-        return _run_pipeline(recipe=recipe, out=out, epochs=epochs, seed=seed, force=force, prune_ratio=prune_ratio, auto_quant=auto_quant, max_drop=max_drop, batches=batches, runs=runs, show_progress=show_progress, dataset_options=dataset_options)
-
-
-def _run_pipeline(
     recipe: str,
     out: Path | None = None,
     epochs: int | None = None,

@@ -11,7 +11,7 @@ from typing import Any
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import read_json, save_png, write_json, write_text
 from edgecnn.graph.count import count_macs, count_params
-from edgecnn.run import Run, file_digest
+from edgecnn.run import Run, file_digest, holds_run
 from edgecnn.runtime.session import load_onnx
 
 BASELINE = "fp32"
@@ -235,14 +235,8 @@ def _decision_notes(run: Run) -> list[str]:
     return notes
 
 
-
+@holds_run(lambda run, **_: Run(run))
 def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[str, Any]:
-    """Write report.md, report.json and pareto.png into the run folder. Holds the run folder while it writes."""
-    with Run(run).writing():
-        return _build_report(run=run, provider=provider, force=force)
-
-
-def _build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[str, Any]:
     """Write report.md, report.json and pareto.png into the run folder."""
     run = Run(run)
     rows, bench, stale_notes, evals = collect_rows(run.root, provider)

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
+import inspect
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from edgecnn.errors import EdgecnnError
+
+T = TypeVar("T")
 
 RECIPE = "recipe.json"
 LOCK = ".lock"  # held (flock) by the command writing the run
@@ -144,10 +149,23 @@ class Run:
         return found + [p for p in (self.report_md, self.report_json, self.pareto_png) if p.is_file()]
 
 
-def writing_run(artifact: Path) -> contextlib.AbstractContextManager:
-    """Run.writing() of the run an artifact goes into; nothing to hold outside a run."""
-    run = Run.of(artifact)
-    return run.writing() if run is not None else contextlib.nullcontext()
+def holds_run(locate: Callable[..., Run | None]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """A step that writes a run: it holds the run `locate(**arguments)` names while it runs (none: nothing to hold)."""
+
+    def decorate(step: Callable[..., T]) -> Callable[..., T]:
+        signature = inspect.signature(step)
+
+        @functools.wraps(step)
+        def holding(*args: Any, **kwargs: Any) -> T:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            run = locate(**bound.arguments)
+            with run.writing() if run is not None else contextlib.nullcontext():
+                return step(*args, **kwargs)
+
+        return holding
+
+    return decorate
 
 
 def variant_name(model: Path) -> str:

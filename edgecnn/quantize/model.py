@@ -27,7 +27,7 @@ from edgecnn.data import calibration_samples, resolve_split
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, refuse_overwrite
 from edgecnn.quantize.passes import PASSES, check_passes, float_nodes, refuse_misfits, rewrite_float, session_needs
-from edgecnn.run import int8_sibling, writing_run
+from edgecnn.run import Run, holds_run, int8_sibling
 from edgecnn.runtime.card import ModelCard, Quantization, read_card, write_card
 from edgecnn.runtime.session import Session, load_onnx
 
@@ -106,21 +106,8 @@ class Quantized:
         return {**dataclasses.asdict(self), "model": str(self.model), "source": str(self.source), "label": self.config.label()}
 
 
-
+@holds_run(lambda model, out, **_: Run.of(Path(out) if out else int8_sibling(model)))
 def quantize_model(
-    model: Path,
-    config: QuantConfig = QuantConfig(),
-    calib: Path | None = None,
-    samples: int = 256,
-    out: Path | None = None,
-    force: bool = False,
-) -> Quantized:
-    """Quantize an fp32 ONNX model to int8; calibration samples come from the training split. Holds the run folder while it writes."""
-    with writing_run(Path(out) if out else int8_sibling(model)):
-        return _quantize_model(model=model, config=config, calib=calib, samples=samples, out=out, force=force)
-
-
-def _quantize_model(
     model: Path,
     config: QuantConfig = QuantConfig(),
     calib: Path | None = None,

@@ -25,7 +25,7 @@ from edgecnn.progress import progress_bar
 from edgecnn.quantize.layers import layer_errors
 from edgecnn.quantize.model import QuantConfig, prepare, quantize_prepared
 from edgecnn.quantize.passes import PASSES, float_nodes, pass_sets, quantized_compute
-from edgecnn.run import decision_path, int8_sibling, writing_run
+from edgecnn.run import Run, decision_path, holds_run, int8_sibling
 from edgecnn.runtime.bench import bench_models
 from edgecnn.runtime.card import read_card
 from edgecnn.runtime.evaluate import accuracy
@@ -67,25 +67,8 @@ class Trial:
         }
 
 
-
+@holds_run(lambda model, out, **_: Run.of(Path(out) if out else int8_sibling(model)))
 def auto_quantize(
-    model: Path,
-    calib: Path | None = None,
-    max_drop: float = 0.5,
-    provider: str = "cpu",
-    batches: list[int] = (1,),
-    samples: int = 256,
-    runs: int = 200,
-    out: Path | None = None,
-    force: bool = False,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """Search int8 configurations within `max_drop` accuracy points; keep the fastest that beats fp32. Holds the run folder while it writes."""
-    with writing_run(Path(out) if out else int8_sibling(model)):
-        return _auto_quantize(model=model, calib=calib, max_drop=max_drop, provider=provider, batches=batches, samples=samples, runs=runs, out=out, force=force, show_progress=show_progress)
-
-
-def _auto_quantize(
     model: Path,
     calib: Path | None = None,
     max_drop: float = 0.5,

@@ -16,7 +16,7 @@ from edgecnn.data import load_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, refuse_overwrite
 from edgecnn.graph.crop import crop_unread_input
-from edgecnn.run import Run, exported_path
+from edgecnn.run import Run, exported_path, holds_run
 from edgecnn.runtime.card import ModelCard, write_card
 from edgecnn.runtime.session import Session
 from edgecnn.train.fit import load_trained
@@ -97,14 +97,8 @@ def _write_card(model: onnx.ModelProto, recipe: Recipe, parity: float) -> None:
     write_card(model, card)
 
 
-
+@holds_run(lambda source, **_: Run(resolve_run(source)[0]))
 def export_run(source: Path, out: Path | None = None, force: bool = False, parity_samples: int = 64) -> dict[str, Any]:
-    """Export a run's model.pt (or model.pruned.pt …) to model.fp32.onnx (model.pruned.fp32.onnx …). Holds the run folder while it writes."""
-    with Run(resolve_run(source)[0]).writing():
-        return _export_run(source=source, out=out, force=force, parity_samples=parity_samples)
-
-
-def _export_run(source: Path, out: Path | None = None, force: bool = False, parity_samples: int = 64) -> dict[str, Any]:
     """Export a run's model.pt (or model.pruned.pt …) to model.fp32.onnx (model.pruned.fp32.onnx …)."""
     run, weights = resolve_run(source)
     if not weights.is_file():

@@ -16,7 +16,7 @@ from edgecnn.data import Dataset, Split, keep_test_split, load_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, read_json, refuse_overwrite, save_png, write_json
 from edgecnn.progress import progress_bar
-from edgecnn.run import Run
+from edgecnn.run import Run, holds_run
 from edgecnn.train.augment import get_augment
 from edgecnn.train.nets import build_net, count_params, load_pretrained, resize_to_state_dict
 from recipes import Recipe, get_recipe
@@ -158,24 +158,8 @@ def _final(net: nn.Module, ema: torch.optim.swa_utils.AveragedModel | None) -> n
     return ema.module if ema is not None else net
 
 
-
+@holds_run(lambda recipe_name, out, **_: Run(out or Path("runs") / recipe_name))
 def train(
-    recipe_name: str,
-    out: Path | None = None,
-    epochs: int | None = None,
-    seed: int | None = None,
-    resume: bool = False,
-    force: bool = False,
-    dataset: Dataset | None = None,
-    show_progress: bool = True,
-    dataset_options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Train a recipe into a run folder; returns the summary written to recipe.json. Holds the run folder while it writes."""
-    with Run(out or Path("runs") / recipe_name).writing():
-        return _train(recipe_name=recipe_name, out=out, epochs=epochs, seed=seed, resume=resume, force=force, dataset=dataset, show_progress=show_progress, dataset_options=dataset_options)
-
-
-def _train(
     recipe_name: str,
     out: Path | None = None,
     epochs: int | None = None,

@@ -18,7 +18,7 @@ from edgecnn.data import load_run_dataset
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, refuse_overwrite, write_json
 from edgecnn.graph.count import count_macs, count_params
-from edgecnn.run import PRUNED_FAMILIES, Run
+from edgecnn.run import PRUNED_FAMILIES, Run, holds_run
 from edgecnn.runtime.bench import bench_models
 from edgecnn.runtime.evaluate import accuracy
 from edgecnn.runtime.session import load_onnx
@@ -86,26 +86,8 @@ def _onnx_figures(path: Path) -> dict[str, Any]:
 SEARCH_RATIOS = (0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125)  # tried largest first; ratios the rounding makes alike are tried once
 
 
-
+@holds_run(lambda run, **_: Run(run))
 def prune_run(
-    run: Path,
-    method: str = "structured",
-    ratio: float = 0.5,
-    finetune_epochs: int | None = None,
-    round_to: int | None = None,
-    batches: list[int] = (1, 64),
-    runs: int = 100,
-    force: bool = False,
-    show_progress: bool = True,
-    max_drop: float | None = None,
-    search: bool = False,
-) -> dict[str, Any]:
-    """Prune a run's model, fine-tune, export, and measure params, MACs, size, latency, accuracy vs fp32. Holds the run folder while it writes."""
-    with Run(run).writing():
-        return _prune_run(run=run, method=method, ratio=ratio, finetune_epochs=finetune_epochs, round_to=round_to, batches=batches, runs=runs, force=force, show_progress=show_progress, max_drop=max_drop, search=search)
-
-
-def _prune_run(
     run: Path,
     method: str = "structured",
     ratio: float = 0.5,
