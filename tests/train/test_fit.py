@@ -76,3 +76,31 @@ def test_load_trained_rejects_a_foreign_state_dict(digits_run, tmp_path):
     torch.save({"other.weight": torch.zeros(3)}, run / "model.pt")
     with pytest.raises(EdgecnnError, match="not a state_dict of net 'digits_cnn'"):
         load_trained(run)
+
+
+@pytest.mark.slow  # two trainings of 30 epochs
+def test_kill_9_mid_training_loses_at_most_one_epoch(tmp_path):
+    """A real training process killed with SIGKILL: the checkpoint it left is whole, and --resume
+    goes on from the last finished epoch to the weights an uninterrupted run reaches."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "killed"
+    code = "from edgecnn.train.fit import train; train('digits', %r, epochs=30, show_progress=False)" % str(run)
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoint.pt").is_file() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # a few epochs on, mid-write as likely as not
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (run / "model.pt").exists()  # a temporary file may stay behind; the artifacts are whole or absent
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert 1 <= state["epoch"] < 30
+    resumed = train("digits", run, epochs=30, resume=True, show_progress=False)
+    straight = train("digits", tmp_path / "straight", epochs=30, show_progress=False)
+    assert resumed["epochs"] == straight["epochs"] == 30
+    assert json.loads((run / "history.json").read_text())[-1] == json.loads((tmp_path / "straight" / "history.json").read_text())[-1]
