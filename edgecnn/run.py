@@ -86,28 +86,24 @@ class Run:
         """Hold the run folder for this process while it writes there: a second command writing the
         same run at once is refused in one line instead of mixing the folder. Re-entrant."""
         key = self.root.resolve()
-        if key in _held or not self.root.is_dir():  # held already, or nothing there yet for another command to mix
-            _held[key] = _held.get(key, 0) + 1
+        fd = None
+        if key not in _held and self.root.is_dir():  # a folder not there yet holds nothing another command could mix
+            fd = os.open(self.root / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
             try:
-                yield
-            finally:
-                _held[key] -= 1
-                if not _held[key]:
-                    del _held[key]
-            return
-        fd = os.open(self.root / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise EdgecnnError(f"{self.root} is being written by another edgecnn command; wait for it to end, or write elsewhere") from None
-        _held[key] = 1
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise EdgecnnError(f"{self.root} is being written by another edgecnn command; wait for it to end, or write elsewhere") from None
+        _held[key] = _held.get(key, 0) + 1
         try:
             yield
         finally:
-            del _held[key]
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+            _held[key] -= 1
+            if not _held[key]:
+                del _held[key]
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
 
     def weights(self, family: str = "") -> Path:
         """model.pt, or model.pruned.pt for a pruned family."""
