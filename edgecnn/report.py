@@ -12,6 +12,7 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.files import read_json, save_png, write_json, write_text
 from edgecnn.graph.count import count_macs, count_params
 from edgecnn.run import Run, file_digest, holds_run
+from edgecnn.runtime.providers import resolve_provider
 from edgecnn.runtime.session import load_onnx
 
 BASELINE = "fp32"
@@ -239,6 +240,7 @@ def _decision_notes(run: Run) -> list[str]:
 def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[str, Any]:
     """Write report.md, report.json and pareto.png into the run folder."""
     run = Run(run)
+    resolve_provider(provider)  # an unknown name is one line, not a missing bench-NAME.json
     rows, bench, stale_notes, evals = collect_rows(run.root, provider)
     confusion = [plot_confusion(result, run.confusion_png(variant)) for variant, result in evals.items()]
     table = markdown_table(rows)

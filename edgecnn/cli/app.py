@@ -7,18 +7,45 @@ import json
 from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperGroup
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from edgecnn.errors import EdgecnnError
 
+def _shown_on_one_line(exc: BaseException) -> None:
+    """A usage error (bad flag value, unknown option or command) prints `error: MESSAGE` alone,
+    as edgecnn's own errors do, not the usage text and a hint above it."""
+    if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message") and type(exc).__name__ != "NoArgsIsHelpError":
+        exc.show = lambda file=None: typer.echo(f"error: {exc.format_message()}", err=True)
+
+
+class OneLineUsageErrors(TyperGroup):
+    """The app's group: usage errors from it and from every command below it are one line."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except Exception as exc:
+            _shown_on_one_line(exc)
+            raise
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            _shown_on_one_line(exc)
+            raise
+
+
 app = typer.Typer(
+    cls=OneLineUsageErrors,
     help="Small CNNs from training to a measured, int8, pruned ONNX model on an edge device.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # plain usage errors: "Error: ..." on one line, not a box
+    rich_markup_mode=None,  # plain output, no boxes
     context_settings={"max_content_width": 110},
 )
 console = Console()
@@ -41,7 +68,7 @@ def main(
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 ForceFlag = Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")]
 ProviderOpt = Annotated[str, typer.Option(help="Execution provider: cpu, cuda, tensorrt, openvino, xnnpack, acl.")]
-DeviceIdOpt = Annotated[int, typer.Option(help="GPU for cuda and tensorrt.")]
+DeviceIdOpt = Annotated[int, typer.Option(min=0, help="GPU for cuda and tensorrt.")]
 StrictFlag = Annotated[bool, typer.Option("--strict", help="An error, not a silent CPU fallback, for a node the provider cannot run.")]
 EpOpt = Annotated[Optional[list[str]], typer.Option("--ep", help="Provider option KEY=VALUE, repeatable: cudnn_search, trt_fp16, trt_int8, cache_dir, cuda_graph, openvino_device, openvino_threads.")]
 

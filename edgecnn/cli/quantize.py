@@ -12,7 +12,7 @@ from rich.table import Table
 from edgecnn.cli.app import ForceFlag, JsonFlag, ProviderOpt, WideFlag, command, console, fitted_table, kib, show_json
 
 CalibOpt = Annotated[Optional[Path], typer.Option(help="Calibration data: run folder (its train split) or .npz (default: the model's run).")]
-SamplesOpt = Annotated[int, typer.Option(help="Calibration samples.")]
+SamplesOpt = Annotated[int, typer.Option(min=1, help="Calibration samples.")]
 OutOpt = Annotated[Optional[Path], typer.Option(help="Output .onnx (default: MODEL with .int8).")]
 
 
@@ -88,9 +88,9 @@ def quantize_passes(json_out: JsonFlag = False) -> None:
 @command
 def quantize_search(
     model: Annotated[Path, typer.Argument(help="fp32 .onnx file.")],
-    max_drop: Annotated[float, typer.Option(help="Accuracy budget in points on the validation split.")] = 0.5,
+    max_drop: Annotated[float, typer.Option(min=0, help="Accuracy budget in points on the validation split.")] = 0.5,
     batch: Annotated[str, typer.Option(help="Batch sizes latency is measured at; the kept model must beat fp32 at each.")] = "1",
-    runs: Annotated[int, typer.Option(help="Timed runs per candidate, interleaved.")] = 200,
+    runs: Annotated[int, typer.Option(min=1, help="Timed runs per candidate, interleaved.")] = 200,
     provider: ProviderOpt = "cpu",
     calib: CalibOpt = None,
     samples: SamplesOpt = 256,
@@ -117,7 +117,7 @@ def quantize_layers(
     model: Annotated[Path, typer.Argument(help="int8 QDQ .onnx file made by edgecnn.")],
     fp32: Annotated[Optional[Path], typer.Option(help="The fp32 model it came from (default: the .fp32 sibling).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Run folder (its validation split) or .npz (default: the model's run).")] = None,
-    samples: Annotated[int, typer.Option(help="Samples compared.")] = 64,
+    samples: Annotated[int, typer.Option(min=1, help="Samples compared.")] = 64,
     json_out: JsonFlag = False,
 ) -> None:
     """Rank the layers of an int8 QDQ model by the SQNR they lose against fp32, worst first."""

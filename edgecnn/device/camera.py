@@ -142,6 +142,10 @@ def run_camera(
     session = Session(model, provider=provider, threads=threads, spinning=False)  # the capture thread needs a core too
     spec = resolve_preprocess(session.card.preprocess, session.input_shape, preprocess or {})
     names = labels or session.card.labels
+    classes = session.classes()
+    if names and classes is not None and len(names) != classes:
+        source_of_names = "--labels gives" if labels else "the model card lists"
+        raise EdgecnnError(f"{source_of_names} {len(names)} class names but {Path(model).name} scores {classes} classes")
     title = f"edgecnn {Path(model).name}"
     recorder = _Recorder(record, force) if record else None
     if not headless:

@@ -24,7 +24,7 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.files import refuse_overwrite
 from edgecnn.run import Run
 from edgecnn.runtime.card import read_card
-from edgecnn.runtime.session import load_onnx
+from edgecnn.runtime.session import load_onnx, refuse_non_finite_weights
 
 # Raspberry Pi OS 64-bit (bookworm): the environment its pip evaluates dependency markers in
 PI_ENVIRONMENT = {
@@ -44,7 +44,9 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same package files gi
 def pack_model(model: Path, out: Path, force: bool = False) -> dict[str, Any]:
     """Write the bundle for `model` to `out`, built in a temporary folder and renamed into place."""
     model, out = Path(model), Path(out)
-    card = read_card(load_onnx(model))
+    proto = load_onnx(model)
+    card = read_card(proto)
+    refuse_non_finite_weights(proto, model)
     refuse_overwrite(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -133,10 +133,21 @@ def quantize_model(
         session.check_input(x)
     with tempfile.TemporaryDirectory(prefix="edgecnn-quant-") as tmp:
         prepared = prepare(model, Path(tmp) / "prepared.onnx")
-        refuse_misfits(onnx.load(str(prepared)), config.passes)
+        prepared_model = onnx.load(str(prepared))
+        refuse_misfits(prepared_model, config.passes)
+        refuse_unknown_nodes(prepared_model, config.exclude)
         with atomic_path(out, force=True) as target:
             quantize_prepared(prepared, target, config, card, x, calib_source)
     return Quantized(out, model, config, calib_source, out.stat().st_size, model.stat().st_size)
+
+
+def refuse_unknown_nodes(model: onnx.ModelProto, names: tuple[str, ...]) -> None:
+    """One line when --exclude names a node the model does not have."""
+    nodes = [n.name for n in model.graph.node]
+    unknown = [name for name in names if name not in nodes]
+    if unknown:
+        shown = ", ".join(nodes[:12]) + (f", … ({len(nodes)} in all)" if len(nodes) > 12 else "")
+        raise EdgecnnError(f"--exclude names no node of the model: {', '.join(unknown)} (its nodes: {shown})")
 
 
 def prepare(model: Path, out: Path) -> Path:

@@ -33,7 +33,19 @@ def resolve_preprocess(card: Preprocess | None, input_shape: list[Any], override
     spec = Preprocess.from_dict(fields)
     if spec.layout not in IMAGE_LAYOUTS:
         raise EdgecnnError(f"the model reads {spec.layout} input (a sequence); frames become {' or '.join(IMAGE_LAYOUTS)} images only")
+    gives = [spec.channels, *spec.size] if spec.layout == "NCHW" else [*spec.size, spec.channels]
+    wants = input_shape[1:]
+    if len(wants) != 3 or any(isinstance(w, int) and w != g for w, g in zip(wants, gives)):
+        flags = ", ".join(f"--{k} {_flag_text(v)}" for k, v in overrides.items() if k in ("size", "color") and v is not None)
+        raise EdgecnnError(
+            f"frames of {_flag_text(spec.size)} {spec.color}" + (f" (from {flags})" if flags else "")
+            + f" do not fit the model's input {input_shape} ({spec.layout})"
+        )
     return spec
+
+
+def _flag_text(value: Any) -> str:
+    return "x".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
 
 
 def _from_input_shape(shape: list[Any]) -> dict[str, Any]:

@@ -20,17 +20,43 @@ from edgecnn.runtime.providers import PROVIDERS, ProviderOptions, configure, res
 
 
 def load_onnx(path: Path) -> onnx.ModelProto:
-    """Load an ONNX file, with one clear line when it is missing or not ONNX."""
+    """Load an ONNX file, with one clear line when it is missing, not ONNX, or keeps weights
+    outside its own folder (external data must be a relative path beside or below the model)."""
     path = Path(path)
+    if path.is_dir():
+        raise EdgecnnError(f"{path} is a folder; give an .onnx model file")
     if not path.is_file():
         raise EdgecnnError(f"model file {path} not found")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError, ValueError or its own types
         raise EdgecnnError(f"{path} is not an ONNX model ({type(exc).__name__})") from None
     if not model.graph.node:  # an empty file parses as an empty model
         raise EdgecnnError(f"{path} is not an ONNX model (no graph: {path.stat().st_size} bytes)")
+    external = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    for tensor in external:
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        folder = path.resolve().parent
+        if Path(location).is_absolute():
+            raise EdgecnnError(f"{path}: weight {tensor.name!r} points to an absolute path {location!r}; external data must be a relative path inside {folder}")
+        target = (folder / location).resolve()
+        if not target.is_relative_to(folder):
+            raise EdgecnnError(f"{path}: weight {tensor.name!r} points outside the model's folder ({location!r}); external data must stay inside {folder}")
+        if not target.is_file():
+            raise EdgecnnError(f"{path}: weight {tensor.name!r} points to {location!r}, which is missing")
+    if external:
+        try:
+            onnx.load_external_data_for_model(model, str(path.resolve().parent))
+        except Exception as exc:
+            raise EdgecnnError(f"{path}: its external data cannot be read ({type(exc).__name__}: {exc})") from None
     return model
+
+
+def refuse_non_finite_weights(model: onnx.ModelProto, path: Path) -> None:
+    """One line when weights hold NaN or Inf: such a model classifies nothing, wherever it goes."""
+    bad = non_finite_weights(model)
+    if bad:
+        raise EdgecnnError(f"{path} has NaN or Inf weights ({', '.join(bad[:5])}); it would classify nothing")
 
 
 def session_options(threads: int | None, spinning: bool = True) -> ort.SessionOptions:
@@ -109,6 +135,11 @@ class Session:
             return []
         cpu = PROVIDERS["cpu"].ep
         return [n.name for g in self.session.get_provider_graph_assignment_info() if g.ep_name == cpu for n in g.get_nodes()]
+
+    def classes(self) -> int | None:
+        """How many classes the first output scores (a single unit: two), None when its size is symbolic."""
+        units = self.session.get_outputs()[0].shape[-1]
+        return (2 if units == 1 else units) if isinstance(units, int) else None
 
     def sample_shape(self) -> list[int | str]:
         """The input shape without its batch dimension (symbolic dims stay strings)."""

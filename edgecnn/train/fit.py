@@ -42,7 +42,8 @@ def load_trained(run: Path, weights: Path | None = None) -> tuple[nn.Module, Rec
         state = torch.load(weights, map_location="cpu", weights_only=True)
         resize_to_state_dict(net, state).load_state_dict(state)
     except Exception as exc:  # torch raises several types for a foreign or damaged file
-        raise EdgecnnError(f"{weights} is not a state_dict of net {recipe.net!r} ({str(exc).splitlines()[0]})") from None
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EdgecnnError(f"{weights} is not a state_dict of net {recipe.net!r} ({reason})") from None
     return net.eval(), recipe
 
 

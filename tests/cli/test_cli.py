@@ -164,9 +164,17 @@ def test_version():
 
 
 def test_usage_errors_are_plain_lines():
-    result = invoke("train", "digits", "--epochs", "many")
-    assert result.exit_code == 2
-    assert "Error: Invalid value for '--epochs'" in result.output and "╭" not in result.output
+    for args, fragment in (
+        (("train", "digits", "--epochs", "many"), "Invalid value for '--epochs'"),
+        (("bench", "m.onnx", "--runs", "0"), "'--runs'"),
+        (("bench", "m.onnx", "--turbo"), "--turbo"),
+        (("benchmark",), "benchmark"),
+        (("data", "fetch", "mnist", "--where", "x"), "--where"),
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 2
+        assert result.stderr.strip().splitlines() == [result.stderr.strip()] and result.stderr.startswith("error: ")
+        assert fragment in result.stderr and "╭" not in result.output
 
 
 def test_quantize_passes_reach_the_card(digits_run, tmp_path):

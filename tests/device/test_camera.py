@@ -106,7 +106,7 @@ def test_bad_sources_fail_in_one_line(digits_run, tmp_path, monkeypatch, source,
 def test_bad_flags_name_the_value(digits_run, tmp_path):
     model = digits_run / "model.fp32.onnx"
     for args, message in (
-        (["--max-frames", "0"], "--max-frames must be a positive count, got 0"),
+        (["--max-frames", "0"], "Invalid value for '--max-frames': Input should be greater than or equal to 1"),
         (["--resize", "squash"], "preprocess resize 'squash' is not accepted (accepted: center_crop, stretch, digit)"),
         (["--size", "8by8"], "--size '8by8' must be two positive integers joined by x"),
         (["--record", tmp_path / "out.gif"], "accepted video types are .mp4, .avi"),
