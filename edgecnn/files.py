@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import json
 import os
+import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +43,39 @@ def atomic_path(path: Path, force: bool = False) -> Iterator[Path]:
         raise EdgecnnError(f"could not write {path}: {exc.strerror}; nothing was written") from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def replace_dir(new: Path, out: Path) -> None:
+    """Put folder `new` at `out`: on Linux one atomic exchange with an existing `out`, so a kill at any
+    moment leaves the old folder or the new one at `out`, never neither; the old one is then removed."""
+    new, out = Path(new), Path(out)
+    if out.exists() and _exchange(new, out):
+        shutil.rmtree(new) if new.is_dir() else new.unlink()
+        return
+    old = None
+    if out.exists():  # no atomic exchange here: a short moment with no `out`
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+    new.rename(out)
+    if old is not None:
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically with Linux's renameat2(RENAME_EXCHANGE); False where it is not available."""
+    if sys.platform != "linux":
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:  # glibc before 2.28, musl
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):  # a kernel or filesystem without it
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # a full disk, a file-size limit, a quota

@@ -12,14 +12,14 @@ from edgecnn.measure import bench, record_eval
 from edgecnn.progress import step
 from edgecnn.quantize.model import quantize_model
 from edgecnn.report import build_report
-from edgecnn.run import Run, holds_run, int8_sibling
+from edgecnn.run import holds_run, int8_sibling
 from edgecnn.runtime.evaluate import evaluate_samples
 from edgecnn.runtime.session import Session
 from edgecnn.train.export import export_run
-from edgecnn.train.fit import train
+from edgecnn.train.fit import recipe_run, train
 
 
-@holds_run(lambda recipe, out, **_: Run(out or Path("runs") / recipe))
+@holds_run(lambda recipe, out, **_: recipe_run(recipe, out))
 def run_pipeline(
     recipe: str,
     out: Path | None = None,
@@ -35,7 +35,7 @@ def run_pipeline(
     dataset_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole pipeline for one recipe; returns the report."""
-    run = Run(out or Path("runs") / recipe)
+    run = recipe_run(recipe, out)
     if prune_ratio is not None and not 0.0 < prune_ratio < 1.0:
         raise EdgecnnError(f"--prune must be a ratio between 0 and 1 (exclusive), got {prune_ratio}")
     refuse_overwrite(run.weights(), force)

@@ -236,7 +236,7 @@ def _decision_notes(run: Run) -> list[str]:
     return notes
 
 
-@holds_run(lambda run, **_: Run(run))
+@holds_run(lambda run, **_: Run.existing(run))
 def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[str, Any]:
     """Write report.md, report.json and pareto.png into the run folder."""
     run = Run(run)

@@ -44,6 +44,13 @@ class Run:
         root = Path(model).parent
         return cls(root) if (root / RECIPE).is_file() else None
 
+    @classmethod
+    def existing(cls, root: Path) -> Run:
+        """A run folder that must already be there (a step that reads it before writing)."""
+        if not Path(root).is_dir():
+            raise EdgecnnError(f"run folder {root} not found")
+        return cls(root)
+
     @property
     def name(self) -> str:
         return self.root.name
@@ -84,26 +91,47 @@ class Run:
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
         """Hold the run folder for this process while it writes there: a second command writing the
-        same run at once is refused in one line instead of mixing the folder. Re-entrant."""
+        same run at once is refused in one line instead of mixing the folder. Re-entrant. A folder
+        made here for the lock and left empty by the step is removed again."""
         key = self.root.resolve()
-        fd = None
-        if key not in _held and self.root.is_dir():  # a folder not there yet holds nothing another command could mix
-            fd = os.open(self.root / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+        if key in _held:
+            _held[key] += 1
+            try:
+                yield
+            finally:
+                _held[key] -= 1
+            return
+        made = next((p for p in reversed([key, *key.parents]) if not p.exists()), None)
+        key.mkdir(parents=True, exist_ok=True)
+        fd = self._lock()
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            del _held[key]
+            if made is not None and [p.name for p in self.root.iterdir()] == [LOCK]:
+                (self.root / LOCK).unlink()  # before the unlock: a waiting holder retries on a fresh lock file
+                for folder in [key, *key.parents][: len(key.parents) - len(made.parents) + 1]:
+                    folder.rmdir()  # up to the first folder this step made
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _lock(self) -> int:
+        """An exclusive lock on the folder's lock file, taken on the file the folder holds now."""
+        path = self.root / LOCK
+        while True:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 raise EdgecnnError(f"{self.root} is being written by another edgecnn command; wait for it to end, or write elsewhere") from None
-        _held[key] = _held.get(key, 0) + 1
-        try:
-            yield
-        finally:
-            _held[key] -= 1
-            if not _held[key]:
-                del _held[key]
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)  # the holder before removed that file as we opened it
 
     def weights(self, family: str = "") -> Path:
         """model.pt, or model.pruned.pt for a pruned family."""

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.files import atomic_path, read_json, write_json
+from edgecnn.files import atomic_path, read_json, replace_dir, write_json
 
 
 def test_atomic_path_leaves_nothing_when_the_block_fails(tmp_path):
@@ -65,3 +65,29 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(digits_run, tmp_path
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == f"error: could not write {out}: File too large; nothing was written"
     assert list(tmp_path.iterdir()) == []  # no partial artifact, no temporary file
+
+
+def test_a_full_disk_inside_onnxruntime_is_one_line_too(digits_run, tmp_path):
+    """quantize's temporary models are written by onnxruntime's own code, outside edgecnn's writers."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "model.int8.onnx"
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, "quantize", str(digits_run / "model.fp32.onnx"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: could not write ") and done.stderr.strip().endswith("File too large; nothing was kept"), done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_replace_dir_swaps_a_folder_in_whole(tmp_path):
+    old, new = tmp_path / "bundle", tmp_path / ".bundle.new"
+    for folder, text in ((old, "old"), (new, "new")):
+        folder.mkdir()
+        (folder / "a.txt").write_text(text)
+    replace_dir(new, old)
+    assert (old / "a.txt").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    fresh = tmp_path / ".fresh"
+    fresh.mkdir()
+    replace_dir(fresh, tmp_path / "other")
+    assert (tmp_path / "other").is_dir() and not fresh.exists()

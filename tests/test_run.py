@@ -71,3 +71,27 @@ def test_a_second_writer_of_one_run_is_refused_in_one_line(digits_run, tmp_path)
     finally:
         holder.communicate("", timeout=30)
     assert CliRunner().invoke(app, ["eval", str(run / "model.fp32.onnx")]).exit_code == 0  # free again
+
+
+def test_a_fresh_run_folder_is_held_from_its_first_moment(tmp_path):
+    """Two trainings into one new folder: the second is refused although the folder did not exist; a step
+    that fails leaves no folder it made behind."""
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from edgecnn.cli import app
+
+    run = tmp_path / "runs" / "fresh"
+    holder = subprocess.Popen([sys.executable, "-c", f"import sys\nfrom edgecnn.run import Run\nwith Run({str(run)!r}).writing():\n"
+                               "    print('held', flush=True)\n    sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = CliRunner().invoke(app, ["train", "digits", "--out", str(run), "--epochs", "1"])
+        assert result.exit_code == 2 and "is being written by another edgecnn command" in result.output, result.output
+    finally:
+        holder.communicate("", timeout=30)
+    assert not (tmp_path / "runs").exists()  # the holder made it, wrote nothing, and removed it
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "new")])
+    assert result.exit_code == 2 and not (tmp_path / "new").exists()

@@ -7,12 +7,14 @@ import json
 from typing import Annotated, Any, Optional
 
 import typer
-from typer.core import TyperGroup
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.files import FULL
+
 
 def _shown_on_one_line(exc: BaseException) -> None:
     """A usage error (bad flag value, unknown option or command) prints `error: MESSAGE` alone,
@@ -82,6 +84,11 @@ def one_line_errors(fn):
             return fn(*args, **kwargs)
         except EdgecnnError as exc:
             typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:  # a full disk met outside edgecnn's own writers: a library's temporary file
+            if exc.errno not in FULL:
+                raise
+            typer.echo(f"error: could not write {exc.filename or 'a temporary file'}: {exc.strerror}; nothing was kept", err=True)
             raise typer.Exit(2) from None
 
     return wrapper

@@ -49,9 +49,9 @@ def camera(
     )
     if json_out:
         return typer.echo(json.dumps({"summary": result}))
+    latency = (f", latency p50 {result['latency_p50_ms']:.2f} ms p99 {result['latency_p99_ms']:.2f} ms" if result["frames"] else "")
     typer.echo(
-        f"{result['frames']} frames ({result['stopped']}), {result['mean_fps']:.1f} FPS, latency p50 "
-        f"{result['latency_p50_ms']:.2f} ms p99 {result['latency_p99_ms']:.2f} ms, {result['dropped']} dropped"
+        f"{result['frames']} frames ({result['stopped']}), {result['mean_fps']:.1f} FPS{latency}, {result['dropped']} dropped"
         + (f"; recorded {result['record']}" if result["record"] else ""),
         err=True,
     )

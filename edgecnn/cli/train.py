@@ -83,10 +83,10 @@ def train(
     json_out: JsonFlag = False,
 ) -> None:
     """Train a recipe: model.pt, recipe.json, history.json and curves.png in the run folder."""
-    from edgecnn.run import Run
+    from edgecnn.train.fit import recipe_run
     from edgecnn.train.fit import train as train_recipe
 
-    run = Run(out or Path("runs") / recipe)
+    run = recipe_run(recipe, out)
     try:
         result = train_recipe(
             recipe, run.root, epochs=epochs, seed=seed, resume=resume, force=force, show_progress=not json_out,

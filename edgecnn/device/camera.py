@@ -31,17 +31,33 @@ RECORD_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}  # both are in every OpenCV whe
 
 @dataclass
 class _Stats:
+    """Frame count, FPS over the last 30 frames, and latencies as a log-spaced histogram: a loop that
+    runs for days keeps the same few KiB, and its percentiles stay within 0.6%."""
+
     start: float | None = None  # when the first frame was taken: opening the source is not counted
-    latencies_ms: list[float] = field(default_factory=list)
+    frames: int = 0
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(len(_EDGES_MS) + 1, np.int64))
     recent: deque = field(default_factory=lambda: deque(maxlen=30))
 
     def add(self, started: float, latency_ms: float) -> float:
         """Record one frame; returns the FPS over the last 30 frames."""
         self.start = self.start or started
-        self.latencies_ms.append(latency_ms)
+        self.frames += 1
+        self.counts[np.searchsorted(_EDGES_MS, latency_ms)] += 1
         self.recent.append(time.perf_counter())
         span = self.recent[-1] - self.recent[0]
         return (len(self.recent) - 1) / span if span > 0 else 0.0
+
+    def percentile_ms(self, q: float) -> float | None:
+        """The latency below which `q` percent of frames fell (the geometric middle of its bin); None without frames."""
+        if not self.frames:
+            return None
+        i = int(np.searchsorted(np.cumsum(self.counts), q / 100 * self.frames))
+        low, high = _EDGES_MS[max(i - 1, 0)], _EDGES_MS[min(i, len(_EDGES_MS) - 1)]
+        return float(np.sqrt(low * high))
+
+
+_EDGES_MS = np.logspace(-3, 5, 8 * 200 + 1)  # 1 µs to 100 s, 200 bins per decade
 
 
 def draw_overlay(frame: np.ndarray, top: list[dict[str, Any]], fps: float, latency_ms: float) -> np.ndarray:
@@ -158,7 +174,7 @@ def run_camera(
     if previous is not None:
         signal.signal(signal.SIGTERM, _raise_interrupt)  # systemd stops a service with SIGTERM
     try:
-        while max_frames is None or len(stats.latencies_ms) < max_frames:
+        while max_frames is None or stats.frames < max_frames:
             item = grabber.next()
             if item is None:
                 break
@@ -205,16 +221,15 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 def _summary(model: Path, source: str, threads: int, stats: _Stats, dropped: int, stopped: str, record: Path | None) -> dict[str, Any]:
     seconds = time.perf_counter() - stats.start if stats.start else 0.0
-    lat = np.asarray(stats.latencies_ms or [np.nan])
     return {
         "model": str(model),
         "source": source,
-        "frames": len(stats.latencies_ms),
+        "frames": stats.frames,
         "dropped": dropped,
         "seconds": round(seconds, 3),
-        "mean_fps": round(len(stats.latencies_ms) / seconds, 2) if seconds > 0 else 0.0,
-        "latency_p50_ms": float(np.percentile(lat, 50)),
-        "latency_p99_ms": float(np.percentile(lat, 99)),
+        "mean_fps": round(stats.frames / seconds, 2) if seconds > 0 else 0.0,
+        "latency_p50_ms": stats.percentile_ms(50),
+        "latency_p99_ms": stats.percentile_ms(99),
         "threads": threads,
         "stopped": stopped,
         "record": str(record) if record else None,

@@ -21,7 +21,7 @@ from typing import Any
 
 import edgecnn
 from edgecnn.errors import EdgecnnError
-from edgecnn.files import refuse_overwrite
+from edgecnn.files import refuse_overwrite, replace_dir
 from edgecnn.run import Run
 from edgecnn.runtime.card import read_card
 from edgecnn.runtime.session import load_onnx, refuse_non_finite_weights
@@ -64,7 +64,7 @@ def pack_model(model: Path, out: Path, force: bool = False) -> dict[str, Any]:
         for name, text in (("install.sh", _INSTALL), ("run.sh", _RUN.replace("MODEL", model.name))):
             (tmp / name).write_text(text)
             (tmp / name).chmod(0o755)
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {
@@ -75,17 +75,6 @@ def pack_model(model: Path, out: Path, force: bool = False) -> dict[str, Any]:
         "pinned_from": f"Python {sys.version.split()[0]} on {os.uname().machine}",
         "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()),
     }
-
-
-def _replace_dir(new: Path, out: Path) -> None:
-    """Rename `new` to `out`; an existing `out` (the caller checked --force) is moved aside first."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-    new.rename(out)
-    if old is not None:
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
 def build_wheel(folder: Path) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,9 +152,33 @@ def refuse_unknown_nodes(model: onnx.ModelProto, names: tuple[str, ...]) -> None
 
 
 def prepare(model: Path, out: Path) -> Path:
-    """ONNX Runtime's pre-processing (shape inference, folding) that quantization expects first."""
-    quant_pre_process(str(model), str(out), skip_symbolic_shape=True)
+    """ONNX Runtime's pre-processing (shape inference, folding) that quantization expects first.
+
+    Its optimizer logs a failure with a traceback and goes on unoptimized; here that is one line."""
+    failures = _Records()
+    logger = logging.getLogger("onnxruntime.quantization.shape_inference")
+    logger.addHandler(failures)
+    logger.propagate = False
+    try:
+        quant_pre_process(str(model), str(out), skip_symbolic_shape=True)
+    finally:
+        logger.removeHandler(failures)
+        logger.propagate = True
+    if failures.messages:
+        cause = next((line for line in reversed(failures.messages[-1].splitlines()) if line.strip()), "")
+        raise EdgecnnError(f"onnxruntime's graph optimization failed on {model} before quantization: {cause}")
     return out
+
+
+class _Records(logging.Handler):
+    """Keeps the messages logged to it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def quantize_prepared(

@@ -159,7 +159,12 @@ def _final(net: nn.Module, ema: torch.optim.swa_utils.AveragedModel | None) -> n
     return ema.module if ema is not None else net
 
 
-@holds_run(lambda recipe_name, out, **_: Run(out or Path("runs") / recipe_name))
+def recipe_run(recipe_name: str, out: Path | None) -> Run:
+    """The run folder of a training: `out`, else runs/RECIPE for a known recipe (a name is never a path)."""
+    return Run(out or Path("runs") / get_recipe(recipe_name).name)
+
+
+@holds_run(lambda recipe_name, out, **_: recipe_run(recipe_name, out))
 def train(
     recipe_name: str,
     out: Path | None = None,
@@ -185,7 +190,7 @@ def train(
         seed=recipe.seed if seed is None else seed,
         dataset_options={**recipe.dataset_options, **(dataset_options or {})},
     )
-    run = Run(out or Path("runs") / recipe.name)
+    run = recipe_run(recipe.name, out)
     out, checkpoint = run.root, run.checkpoint
     if resume and force:
         raise EdgecnnError("--resume and --force contradict each other: pick one")
