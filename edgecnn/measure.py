@@ -15,6 +15,7 @@ from edgecnn.run import Run
 from edgecnn.runtime.bench import bench_models
 from edgecnn.runtime.evaluate import evaluate_samples
 from edgecnn.runtime.session import Session
+from edgecnn.runtime.targets import DEFAULT_TARGET, resolve_target
 
 
 def evaluate_model(
@@ -40,9 +41,12 @@ def record_eval(run: Run, result: dict[str, Any]) -> Path:
         return write_json(run.eval_json(result["variant"]), result, force=True)
 
 
-def bench(models: list[Path], provider: str = "cpu", **settings: Any) -> dict[str, Any]:
-    """Time models interleaved (runtime.bench.bench_models); recorded in their run when they share one."""
-    result = bench_models(models, provider=provider, **settings)
+def bench(models: list[Path], target: str = DEFAULT_TARGET, provider: str | None = None, **settings: Any) -> dict[str, Any]:
+    """Time models interleaved (runtime.bench.bench_models) as `target` loads them, on its provider unless
+    another is given; recorded in their run when they share one."""
+    goal = resolve_target(target)
+    provider = provider or goal.provider
+    result = {"target": goal.name, **bench_models(models, provider=provider, card_options=goal.card_options, **settings)}
     runs = {Run.of(m) for m in models}
     if len(runs) == 1 and None not in runs:
         run = runs.pop()

@@ -15,6 +15,7 @@ from edgecnn.report import build_report
 from edgecnn.run import holds_run, int8_sibling
 from edgecnn.runtime.evaluate import evaluate_samples
 from edgecnn.runtime.session import Session
+from edgecnn.runtime.targets import DEFAULT_TARGET, resolve_target
 from edgecnn.train.export import export_run
 from edgecnn.train.fit import recipe_run, train
 
@@ -33,9 +34,12 @@ def run_pipeline(
     runs: int = 200,
     show_progress: bool = True,
     dataset_options: dict[str, Any] | None = None,
+    target: str = DEFAULT_TARGET,
 ) -> dict[str, Any]:
-    """The whole pipeline for one recipe; returns the report."""
+    """The whole pipeline for one recipe, timed where `target` loads a model; returns the report."""
     run = recipe_run(recipe, out)
+    if not resolve_target(target).timed_here:
+        raise EdgecnnError(f"the pipeline times models on this machine; target {target} is timed on the device (`edgecnn quantize-search --target {target} --candidates DIR`)")
     if prune_ratio is not None and not 0.0 < prune_ratio < 1.0:
         raise EdgecnnError(f"--prune must be a ratio between 0 and 1 (exclusive), got {prune_ratio}")
     refuse_overwrite(run.weights(), force)
@@ -58,7 +62,8 @@ def run_pipeline(
         if auto_quant:
             from edgecnn.quantize.search import auto_quantize
 
-            kept = Path(auto_quantize(fp32, run.root, max_drop=max_drop, batches=list(batches), runs=runs, force=True, show_progress=show_progress)["kept"])
+            decision = auto_quantize(fp32, run.root, max_drop=max_drop, target=target, batches=list(batches), runs=runs, force=True, show_progress=show_progress)
+            kept = Path(decision["kept"])
             if kept != fp32:
                 models.append(kept)
         else:
@@ -67,5 +72,5 @@ def run_pipeline(
     test, source = resolve_split(run.root, fp32_models[0], "test")  # loaded once for every variant
     for model in models:
         record_eval(run, evaluate_samples(Session(model, threads=None), test.x, test.y, source))
-    bench(models, batches=list(batches), runs=runs)
-    return build_report(run.root)
+    bench(models, target=target, batches=list(batches), runs=runs)
+    return build_report(run.root, provider=resolve_target(target).provider)

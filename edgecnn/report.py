@@ -220,7 +220,7 @@ def _decision_notes(run: Run) -> list[str]:
     notes = []
     for path in run.decisions():
         d = read_json(path)
-        notes.append(f"int8 search on {Path(d['model']).name} ({d['provider']}, batches {d['batches']}): {d['reason']}")
+        notes.append(f"int8 search on {Path(d['model']).name} (target {d.get('target', 'host')}, batches {d['batches']}): {d['reason']}")
     for path in run.prune_records():
         p = read_json(path)
         if not p.get("kept", True):
@@ -245,8 +245,10 @@ def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[s
     confusion = [plot_confusion(result, run.confusion_png(variant)) for variant, result in evals.items()]
     table = markdown_table(rows)
     machine = (bench or {}).get("machine", {})
+    loaded = "in edgecnn's session" if (bench or {}).get("card_options", True) else "as any ONNX Runtime program loads it"
     context = (
         f"\n{machine.get('cpu', '?')} ({machine.get('machine', '?')}), onnxruntime {machine.get('onnxruntime', '?')}, "
+        f"target {bench.get('target', 'host')} ({loaded}), "
         f"provider {provider}, {bench['threads']} thread(s), {bench['runs']} interleaved runs after {bench['warmup']} warm-up\n"
         if bench
         else ""

@@ -70,6 +70,7 @@ def main(
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 ForceFlag = Annotated[bool, typer.Option("--force", help="Overwrite existing artifacts.")]
 ProviderOpt = Annotated[str, typer.Option(help="Execution provider: cpu, cuda, tensorrt, openvino, xnnpack, acl.")]
+TargetOpt = Annotated[str, typer.Option(help="Where the model is deployed: ort (any ONNX Runtime program, default options), onnx (standard ONNX only), host (edgecnn's own session here), pi4, pi5, openvino, cuda, tensorrt.")]
 DeviceIdOpt = Annotated[int, typer.Option(min=0, help="GPU for cuda and tensorrt.")]
 StrictFlag = Annotated[bool, typer.Option("--strict", help="An error, not a silent CPU fallback, for a node the provider cannot run.")]
 EpOpt = Annotated[Optional[list[str]], typer.Option("--ep", help="Provider option KEY=VALUE, repeatable: cudnn_search, trt_fp16, trt_int8, cache_dir, cuda_graph, openvino_device, openvino_threads.")]

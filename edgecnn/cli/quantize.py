@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from edgecnn.cli.app import ForceFlag, JsonFlag, ProviderOpt, WideFlag, command, console, fitted_table, kib, show_json
+from edgecnn.cli.app import ForceFlag, JsonFlag, TargetOpt, WideFlag, command, console, fitted_table, kib, show_json
 
 CalibOpt = Annotated[Optional[Path], typer.Option(help="Calibration data: run folder (its train split) or .npz (default: the model's run).")]
 SamplesOpt = Annotated[int, typer.Option(min=1, help="Calibration samples.")]
@@ -91,7 +91,9 @@ def quantize_search(
     max_drop: Annotated[float, typer.Option(min=0, help="Accuracy budget in points on the validation split.")] = 0.5,
     batch: Annotated[str, typer.Option(help="Batch sizes latency is measured at; the kept model must beat fp32 at each.")] = "1",
     runs: Annotated[int, typer.Option(min=1, help="Timed runs per candidate, interleaved.")] = 200,
-    provider: ProviderOpt = "cpu",
+    target: TargetOpt = "ort",
+    timings: Annotated[Optional[Path], typer.Option(help="Timings measured on the device: the JSON `edgecnn bench --json` wrote there for the --candidates files.")] = None,
+    candidates: Annotated[Optional[Path], typer.Option(help="Write fp32 and every candidate within budget to this folder for timing on the device, and stop.")] = None,
     calib: CalibOpt = None,
     samples: SamplesOpt = 256,
     out: OutOpt = None,
@@ -104,12 +106,36 @@ def quantize_search(
     from edgecnn.runtime.bench import parse_batches
 
     result = auto_quantize(
-        model, calib, max_drop=max_drop, provider=provider, batches=parse_batches(batch),
+        model, calib, max_drop=max_drop, target=target, batches=parse_batches(batch),
         samples=samples, runs=runs, out=out, force=force, show_progress=not json_out,
+        timings=timings, candidates=candidates, parity=arm_parity(target),
     )
     if json_out:
         return show_json(result)
+    if candidates is not None:
+        typer.echo(f"{len(result['candidates'])} models in {candidates}; on the device: edgecnn bench {candidates}/*.onnx "
+                   f"--batch {batch} --json > timings.json, then this command with --timings timings.json")
+        return
     _print_decision(result, wide)
+
+
+def arm_parity(target: str) -> Any:
+    """For a Pi target: a check that a candidate's outputs under the emulated CPU match this machine's
+    (verify-arm), returning why not; None for other targets."""
+    from edgecnn.runtime.targets import resolve_target
+
+    cpu = resolve_target(target).arm_cpu
+    if cpu is None:
+        return None
+
+    def parity(model: Path) -> str | None:
+        from edgecnn.device.arm import verify_arm
+
+        result = verify_arm(model, cpu=cpu, samples=64, log=lambda _: None)
+        return None if result["passed"] else (
+            f"verify-arm --cpu {cpu}: top-1 agreement {result['top1_agreement']:.1%}, max |Δ| {result['max_abs_diff']:.3g} (wants {result['criterion']})")
+
+    return parity
 
 
 @command

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -55,7 +55,8 @@ def eval_(
 @command
 def bench(
     models: Annotated[list[Path], typer.Argument(help="One or more .onnx files; ratios are against the first.")],
-    provider: ProviderOpt = "cpu",
+    target: Annotated[Optional[str], typer.Option(help="Load the models as this target does: ort (default: a plain InferenceSession), host (with the session options their cards ask for), onnx, pi4, pi5, openvino, cuda, tensorrt.")] = None,
+    provider: Annotated[Optional[str], typer.Option(help="Execution provider (default: the target's): cpu, cuda, tensorrt, openvino, xnnpack, acl.")] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,32",
     threads: Annotated[int, typer.Option(min=0, help="Intra-op threads (0: onnxruntime default).")] = 1,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs per model and batch.")] = 10,
@@ -81,7 +82,8 @@ def bench(
         refuse_overwrite(out, force)
     batches = parse_batches(batch)
     options = parse_provider_options(ep or [], device_id=device_id, strict=strict)
-    result = bench_recorded(models, provider=provider, batches=batches, threads=threads, warmup=warmup, runs=runs, options=options)
+    goal, provider = bench_target(target, provider)
+    result = bench_recorded(models, target=goal.name, provider=provider, batches=batches, threads=threads, warmup=warmup, runs=runs, options=options)
     if profile:
         result["profile"] = {
             str(m): profile_model(m, batch=batches[-1], threads=threads, runs=max(10, runs // 4), provider=provider, options=options) for m in models
@@ -99,15 +101,33 @@ def bench(
         for r in result["results"]
     ]
     console.print(fitted_table(header, rows, secondary=("p90 ms", "KiB"), wide=wide,
-                               title=f"{m['cpu']} ({m['machine']}), onnxruntime {m['onnxruntime']}, {provider}, {threads or 'default'} thread(s)"))
+                               title=f"{m['cpu']} ({m['machine']}), onnxruntime {m['onnxruntime']}, target {goal.name} ({provider}), {threads or 'default'} thread(s)"))
     for info in result["models"]:
         console.print(f"{info['variant']}: built in {info['build_ms']:.0f} ms; {placement_line(info['placement'], info['fallen_back'])}", highlight=False)
+        if info["session_needs"] and not goal.card_options:
+            console.print(f"{info['variant']}: timed as any ONNX Runtime program loads it; its card asks for session options "
+                          f"({', '.join(info['session_needs'])} off) that only `--target host` applies", highlight=False)
     if "recorded" in result:
         console.print(f"recorded in {result['recorded']}")
     for model, found in result.get("profile", {}).items():
         console.print(f"{Path(model).name} at batch {batches[-1]}: " + ", ".join(
             f"{o['op']} {100 * o['share']:.0f}% ({o['us_per_run']:.0f} µs)" for o in found["ops"][:6])
             + "; by provider: " + ", ".join(f"{p['provider']} {100 * p['share']:.0f}%" for p in found["providers"]), highlight=False)
+
+
+def bench_target(target: str | None, provider: str | None) -> tuple[Any, str]:
+    """The target a bench measures for and its provider; --provider alone keeps the plain session of `ort`."""
+    import platform
+
+    from edgecnn.errors import EdgecnnError
+    from edgecnn.runtime.targets import DEFAULT_TARGET, resolve_target
+
+    goal = resolve_target(target or DEFAULT_TARGET)
+    if target is not None and provider is not None and provider != goal.provider:
+        raise EdgecnnError(f"--provider {provider} contradicts --target {target}, which runs on {goal.provider}")
+    if not goal.timed_here and platform.machine() != "aarch64":
+        raise EdgecnnError(f"target {goal.name} is timed on the device: run this bench on it ({goal.summary}), not on {platform.machine()}")
+    return goal, provider or goal.provider
 
 
 def placement_line(placement: dict[str, int], fallen_back: list[str]) -> str:
@@ -160,6 +180,11 @@ def info(
     console.print("  ops: " + ", ".join(f"{k}×{v}" for k, v in result["ops"].items()))
     for key, value in result["metadata"].items():
         console.print(f"  {key} = {value}", markup=False, highlight=False)
+    if result["targets"]:
+        console.print(f"  int8 valid for targets: {', '.join(result['targets'])}" + (f"; kept for {result['kept_for']}" if result["kept_for"] else ""), highlight=False)
+    if result["session_needs"]:
+        console.print(f"  runs at its measured speed only with edgecnn's session options ({', '.join(result['session_needs'])} off): "
+                      "target host; a plain InferenceSession runs it slower", highlight=False)
     if result["non_finite_weights"]:
         console.print(f"  warning: NaN or Inf in {len(result['non_finite_weights'])} weight(s): {', '.join(result['non_finite_weights'][:5])}", highlight=False)
     if "placement" in result:

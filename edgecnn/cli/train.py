@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from edgecnn.cli.app import ForceFlag, JsonFlag, WideFlag, app, command, console, fitted_table, kib, one_line_errors, print_report, show_json
+from edgecnn.cli.app import ForceFlag, JsonFlag, TargetOpt, WideFlag, app, command, console, fitted_table, kib, one_line_errors, print_report, show_json
 from edgecnn.errors import EdgecnnError
 
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with the dataset's files (MNIST, Fashion-MNIST: the four IDX files; catsdogs, lite0_transfer: ROOT/<class>/*.jpg or ROOT/train/<class> + ROOT/validation/<class>); recorded in recipe.json.")]
@@ -178,6 +178,7 @@ def pipeline(
     max_drop: Annotated[float, typer.Option(min=0, help="Accuracy budget in points on the validation split, for pruning and --auto-quant.")] = 0.5,
     batch: Annotated[str, typer.Option(help="Benchmark batch sizes, comma-separated.")] = "1,32",
     runs: Annotated[int, typer.Option(min=1, help="Timed benchmark runs per model and batch.")] = 200,
+    target: TargetOpt = "ort",
     data_dir: DataDirOpt = None,
     subset: SubsetOpt = None,
     force: ForceFlag = False,
@@ -191,7 +192,7 @@ def pipeline(
     result = run_pipeline(
         recipe, out, epochs=epochs, seed=seed, force=force, prune_ratio=prune_ratio, auto_quant=auto_quant,
         max_drop=max_drop, batches=parse_batches(batch), runs=runs, show_progress=not json_out,
-        dataset_options=_dataset_options(data_dir, subset),
+        dataset_options=_dataset_options(data_dir, subset), target=target,
     )
     if json_out:
         return show_json(result)

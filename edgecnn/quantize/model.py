@@ -27,10 +27,11 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from edgecnn.data import calibration_samples, resolve_split
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, refuse_overwrite
-from edgecnn.quantize.passes import PASSES, check_passes, float_nodes, refuse_misfits, rewrite_float, session_needs
+from edgecnn.quantize.passes import PASSES, check_passes, float_nodes, refuse_misfits, rewrite_float, session_needs, valid_for
 from edgecnn.run import Run, holds_run, int8_sibling
 from edgecnn.runtime.card import ModelCard, Quantization, read_card, write_card
 from edgecnn.runtime.session import Session, load_onnx
+from edgecnn.runtime.targets import TARGETS
 
 FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
@@ -188,8 +189,10 @@ def quantize_prepared(
     card: ModelCard,
     x: np.ndarray | None,
     calib_source: str | None,
+    kept_for: str | None = None,
 ) -> None:
-    """Quantize a pre-processed model into `target` with the config's passes; the card records how."""
+    """Quantize a pre-processed model into `target` with the config's passes; the card records how,
+    the targets it is valid for, and the one a search timed it on (`kept_for`)."""
     model = onnx.load(str(prepared))
     in_float = list(dict.fromkeys([*config.exclude, *float_nodes(model, config.passes)]))
     in_float += rewrite_float(model, config.passes, in_float)
@@ -208,6 +211,7 @@ def quantize_prepared(
         format=config.format, per_channel=config.per_channel, method=config.method, types=config.types,
         reduce_range=config.reduce_range, dynamic=config.dynamic, symmetric=config.symmetric, passes=config.passes, excluded_nodes=tuple(in_float),
         calibration=calib_source, samples=0 if x is None else len(x),
+        targets=tuple(t for t in TARGETS if all(valid_for(name, TARGETS[t]) for name in config.passes)), kept_for=kept_for,
     )
     write_card(quantized, dataclasses.replace(card, quantization=record, session_options=session_needs(config.passes)))
     onnx.save(quantized, str(target))

@@ -20,6 +20,7 @@ from edgecnn.graph.layout import fold_quantized_pad, nhwc_flatten, nhwc_handover
 from edgecnn.graph.nodes import attribute, input_channels, input_crop, tensor_consumers
 from edgecnn.graph.s2dstem import find_s2d_stem, int8_s2d_stem
 from edgecnn.runtime.card import SessionNeeds
+from edgecnn.runtime.targets import TARGETS, Target
 
 QDQ_PROPAGATION = "QDQPropagationTransformer"
 FLOAT_HEAD_MAX_BYTES = 1 << 20  # fp32 dense weights a core's cache holds: int8 saves them no memory traffic
@@ -212,9 +213,21 @@ def refuse_misfits(model: onnx.ModelProto, names: tuple[str, ...]) -> None:
             raise EdgecnnError(f"pass {name} does not fit this model: {reason}")
 
 
-def runs_on(name: str, provider: str) -> bool:
-    """Whether `provider` runs what the pass writes."""
-    return PASSES[name].providers is None or provider in PASSES[name].providers
+def valid_for(name: str, target: Target) -> bool:
+    """Whether the pass's result runs, at the speed it was kept for, where `target` loads it: its
+    session options need edgecnn's session, its operator domains a runtime beyond standard ONNX, its
+    kernels the providers it names."""
+    graph_pass = PASSES[name]
+    return (
+        (not graph_pass.session.disabled_optimizers or target.card_options)
+        and (not graph_pass.domains or not target.standard_ops)
+        and (graph_pass.providers is None or target.provider in graph_pass.providers)
+    )
+
+
+def pass_targets(name: str) -> list[str]:
+    """The targets a pass is valid for."""
+    return [t for t, target in TARGETS.items() if valid_for(name, target)]
 
 
 COMPUTE_OPS = ("Conv", "Gemm", "MatMul")  # what int8 is for; a model with none of them quantized is fp32 with overhead
@@ -225,10 +238,10 @@ def quantized_compute(model: onnx.ModelProto, in_float: set[str]) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS and n.name not in in_float]
 
 
-def pass_sets(model: onnx.ModelProto, provider: str = "cpu") -> list[tuple[str, ...]]:
-    """Every combination of passes that fit the model, pay on it, run on `provider`, go together and
-    leave some conv or dense layer in int8, smallest first."""
-    fitting = [n for n, p in PASSES.items() if p.misfit(model) is None and p.pays(model) and runs_on(n, provider)]
+def pass_sets(model: onnx.ModelProto, target: Target) -> list[tuple[str, ...]]:
+    """Every combination of passes that fit the model, pay on it, are valid for `target`, go together
+    and leave some conv or dense layer in int8, smallest first."""
+    fitting = [n for n, p in PASSES.items() if p.misfit(model) is None and p.pays(model) and valid_for(n, target)]
     sets: list[tuple[str, ...]] = [()]
     for name in fitting:
         sets += [(*s, name) for s in sets]

@@ -3,7 +3,7 @@ quantization error, leave the worst in float until the budget holds, keep the fa
 beats fp32.
 
 Accuracy is measured on the held-out validation split (never test), latency on the target
-provider and batch, all candidates interleaved with fp32 in one run.
+where the target loads the model (or on the device itself), all candidates interleaved with fp32 in one run.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,28 +21,29 @@ import onnx
 
 from edgecnn.data import calibration_samples, resolve_splits
 from edgecnn.errors import EdgecnnError
-from edgecnn.files import atomic_path, refuse_overwrite, write_json
+from edgecnn.files import atomic_path, read_json, refuse_overwrite, write_json
 from edgecnn.progress import progress_bar
 from edgecnn.quantize.layers import layer_errors
 from edgecnn.quantize.model import QuantConfig, prepare, quantize_prepared
 from edgecnn.quantize.passes import PASSES, float_nodes, pass_sets, quantized_compute
-from edgecnn.run import Run, decision_path, holds_run, int8_sibling
+from edgecnn.run import Run, decision_path, file_digest, holds_run, int8_sibling
 from edgecnn.runtime.bench import bench_models
 from edgecnn.runtime.card import read_card
 from edgecnn.runtime.evaluate import accuracy
 from edgecnn.runtime.session import Session, load_onnx
+from edgecnn.runtime.targets import DEFAULT_TARGET, Target, resolve_target
 
 MAX_FLOAT_LAYERS = 6  # past this many float layers int8 rarely pays; the search stops
 SPEED_TIE = 0.02  # speed scores this close are a shared machine's noise: a clearly smaller file wins
 SIZE_WIN = 0.9  # clearly smaller: at most this share of the fastest's file (a float head doubled convnet's)
 
 
-def candidate_configs(prepared: onnx.ModelProto, provider: str = "cpu") -> list[QuantConfig]:
+def candidate_configs(prepared: onnx.ModelProto, target: Target) -> list[QuantConfig]:
     """ORT's defaults, S8S8, and U8S8 with every combination of passes that fit the model, pay on it and
-    run on the provider. TensorRT reads symmetric S8S8 QDQ only."""
-    if provider == "tensorrt":
-        return [QuantConfig(types="s8s8", symmetric=True, passes=names) for names in pass_sets(prepared, provider)]
-    return [QuantConfig(), QuantConfig(types="s8s8"), *(QuantConfig(passes=names) for names in pass_sets(prepared, provider) if names)]
+    are valid for the target. TensorRT reads symmetric S8S8 QDQ only."""
+    if target.provider == "tensorrt":
+        return [QuantConfig(types="s8s8", symmetric=True, passes=names) for names in pass_sets(prepared, target)]
+    return [QuantConfig(), QuantConfig(types="s8s8"), *(QuantConfig(passes=names) for names in pass_sets(prepared, target) if names)]
 
 
 @dataclass
@@ -72,22 +74,38 @@ def auto_quantize(
     model: Path,
     calib: Path | None = None,
     max_drop: float = 0.5,
-    provider: str = "cpu",
+    target: str = DEFAULT_TARGET,
     batches: list[int] = (1,),
     samples: int = 256,
     runs: int = 200,
     out: Path | None = None,
     force: bool = False,
     show_progress: bool = True,
+    timings: Path | None = None,
+    candidates: Path | None = None,
+    parity: Callable[[Path], str | None] | None = None,
 ) -> dict[str, Any]:
-    """Search int8 configurations within `max_drop` accuracy points; keep the fastest that beats fp32.
+    """Search int8 configurations valid for `target` within `max_drop` accuracy points; keep the fastest
+    that beats fp32 where the target loads it.
 
-    Where fp32 is kept, nothing is written but the decision: an int8 file already at `out` (only
-    possible with `force`) is left as it was, and the decision says so.
+    Timings come from this machine, loaded as the target loads a model, or from `timings`: the JSON
+    `edgecnn bench --json` wrote on the device, for the models `candidates` wrote (a folder).
+    A target with an emulated CPU keeps a model only where `parity` (its verify-arm) returns no
+    failure. Where fp32 is kept, nothing is written but the decision: an int8 file already at `out`
+    (only possible with `force`) is left as it was, and the decision says so.
     """
     model = Path(model)
+    goal = resolve_target(target)
     if max_drop < 0:
         raise EdgecnnError(f"--max-drop must be ≥ 0 accuracy points, got {max_drop}")
+    if not goal.timed_here and timings is None and candidates is None:
+        raise EdgecnnError(
+            f"target {target} is timed on the device itself: write the candidates with --candidates DIR, run "
+            f"`edgecnn bench DIR/*.onnx --batch {','.join(map(str, batches))} --json > timings.json` there, then pass --timings timings.json"
+        )
+    if goal.arm_cpu and parity is None and candidates is None:
+        raise EdgecnnError(f"target {target} keeps a model only after verify-arm --cpu {goal.arm_cpu} proves its outputs")
+    measured = read_timings(timings) if timings is not None else None
     out = Path(out) if out else int8_sibling(model)
     decision_file = decision_path(out)
     refuse_overwrite(out, force)
@@ -105,7 +123,7 @@ def auto_quantize(
 
         def attempt(config: QuantConfig) -> Trial:
             path = tmp / f"trial{len(trials)}.onnx"
-            quantize_prepared(prepared, path, config, card, x, calib_source)
+            quantize_prepared(prepared, path, config, card, x, calib_source, kept_for=target)
             acc = accuracy(path, val.x, val.y)
             drop = 100 * (base_acc - acc)
             trials.append(Trial(config, path, acc, drop, drop <= max_drop, path.stat().st_size))
@@ -113,7 +131,7 @@ def auto_quantize(
             return trials[-1]
 
         prepared_model = onnx.load(str(prepared))
-        for config in candidate_configs(prepared_model, provider):
+        for config in candidate_configs(prepared_model, goal):
             attempt(config)
         ranking: list[dict[str, Any]] = []
         if not any(t.within_budget for t in trials):
@@ -141,8 +159,15 @@ def auto_quantize(
                     break
 
         fine = [t for t in trials if t.within_budget]
+        if candidates is not None:
+            return write_candidates(model, fine, candidates, force)
         advance(f"timing {len(fine)} configurations against fp32")
-        timing = bench_models([model, *(t.model for t in fine)], provider=provider, batches=list(batches), runs=runs) if fine else None
+        if measured is not None:
+            timing = timed_elsewhere(measured, model, fine, list(batches))
+        elif fine:
+            timing = bench_models([model, *(t.model for t in fine)], provider=goal.provider, batches=list(batches), runs=runs, card_options=goal.card_options)
+        else:
+            timing = None
         for r in timing["results"] if timing else []:
             trial = next((t for t in fine if t.model == Path(r["model"])), None)
             if trial is not None:
@@ -150,11 +175,18 @@ def auto_quantize(
                 trial.speedup[r["batch"]] = r["speedup"]
         for t in fine:
             t.score = float(np.exp(np.mean(np.log(list(t.speedup.values())))))
-        chosen = choose(fine)
+        chosen, refused = choose(fine), {}
+        while chosen is not None and goal.arm_cpu:
+            failure = parity(chosen.model)
+            if failure is None:
+                break
+            refused[chosen.config.label()] = failure
+            fine.remove(chosen)
+            chosen = choose(fine)
         if chosen:
             chosen.chosen = True
-            with atomic_path(out, force=True) as target:
-                shutil.copyfile(chosen.model, target)
+            with atomic_path(out, force=True) as kept:
+                shutil.copyfile(chosen.model, kept)
 
     decision = {
         "model": str(model),
@@ -167,9 +199,12 @@ def auto_quantize(
         "fp32_val_accuracy": base_acc,
         "validation": val_source,
         "calibration": calib_source,
-        "provider": provider,
+        "target": target,
+        "provider": goal.provider,
+        "timed": "on the device (" + str(timings) + ")" if timings is not None else ("in edgecnn's session" if goal.card_options else "as any ONNX Runtime program loads it"),
+        "parity_failures": refused,
         "batches": list(batches),
-        "fp32_p50_ms": {r["batch"]: r["p50_ms"] for r in timing["results"] if r["model"] == str(model)} if timing else None,
+        "fp32_p50_ms": {r["batch"]: r["p50_ms"] for r in timing["results"] if Path(r["model"]) == model} if timing else None,
         "machine": timing["machine"] if timing else None,
         "trials": [t.to_dict() for t in trials],
         "layer_ranking": ranking,
@@ -200,5 +235,47 @@ def _reason(chosen: Trial | None, fine: list[Trial], max_drop: float) -> str:
         which = "the fastest int8" if fastest else f"a clearly smaller int8 within {SPEED_TIE:.0%} of the fastest and"
         return f"{chosen.config.label()} is {which} within {max_drop} points: {speedups} vs fp32"
     if fine:
-        return "no int8 configuration within budget beats fp32 at every batch on this provider; fp32 kept"
+        return "no int8 configuration within budget beats fp32 at every batch on this target; fp32 kept"
     return f"no int8 configuration stays within {max_drop} accuracy points; fp32 kept"
+
+
+def write_candidates(model: Path, fine: list[Trial], folder: Path, force: bool) -> dict[str, Any]:
+    """The fp32 model and every candidate within budget in `folder`, named by their configs, for
+    timing on the device; the search then reads that timing back by each file's SHA-256."""
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()) and not force:
+        raise EdgecnnError(f"{folder} is not empty; pass --force to write the candidates there")
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [folder / f"{model.stem}.onnx"]
+    shutil.copyfile(model, written[0])
+    for t in fine:
+        written.append(folder / f"candidate.{t.config.label().replace('/', '-')}.onnx")
+        shutil.copyfile(t.model, written[-1])
+    return {"model": str(model), "candidates": [str(p) for p in written], "within_budget": len(fine)}
+
+
+def read_timings(path: Path) -> dict[tuple[str, int], float]:
+    """p50 latency by (model SHA-256, batch) from the JSON `edgecnn bench --json` writes."""
+    data = read_json(path)
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, list) or not all(isinstance(r, dict) and {"model_sha256", "batch", "p50_ms"} <= r.keys() for r in results):
+        raise EdgecnnError(f"{path} is not the JSON `edgecnn bench --json` writes (results with model_sha256, batch and p50_ms)")
+    return {(r["model_sha256"], int(r["batch"])): float(r["p50_ms"]) for r in results}
+
+
+def timed_elsewhere(measured: dict[tuple[str, int], float], model: Path, fine: list[Trial], batches: list[int]) -> dict[str, Any] | None:
+    """bench_models' result shape from timings measured on the device; one line naming what they lack."""
+    results, missing = [], []
+    for path in [model, *(t.model for t in fine)]:
+        digest = file_digest(path)
+        for batch in batches:
+            if (digest, batch) not in measured:
+                missing.append(f"{path.name if path == model else next(t.config.label() for t in fine if t.model == path)} at batch {batch}")
+            else:
+                results.append({"model": str(path), "batch": batch, "p50_ms": measured[(digest, batch)]})
+    if missing:
+        raise EdgecnnError(f"the timings lack {len(missing)} measurement(s), e.g. {', '.join(missing[:3])}; time the files --candidates wrote, at these batches")
+    base = {r["batch"]: r["p50_ms"] for r in results if Path(r["model"]) == model}
+    for r in results:
+        r["speedup"] = base[r["batch"]] / r["p50_ms"]
+    return {"machine": {"timed": "on the device"}, "results": results} if fine else None

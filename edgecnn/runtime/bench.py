@@ -104,8 +104,12 @@ def bench_models(
     warmup: int = 10,
     runs: int = 100,
     options: ProviderOptions = ProviderOptions(),
+    card_options: bool = False,
 ) -> dict[str, Any]:
     """Time each model at each batch size, round-robin across models, rotating who goes first.
+
+    Models load as any ONNX Runtime program loads them, unless `card_options` applies the session
+    options their cards ask for (the `host` target): a figure then holds inside edgecnn only.
 
     Per model: the build (session creation and first run, where cuDNN's search and a TensorRT engine
     build land), where its nodes run, and on a GPU the latency with inputs and outputs already on the
@@ -121,7 +125,7 @@ def bench_models(
     sessions, models_info = [], []
     for model in models:
         t0 = time.perf_counter()
-        session = Session(model, provider=provider, threads=threads, options=options)
+        session = Session(model, provider=provider, threads=threads, options=options, card_options=card_options)
         first = session.random_input(batches[0])
         if device:
             bound_runner(session, first, device, options.device_id)[0]()
@@ -133,6 +137,7 @@ def bench_models(
         models_info.append({
             "model": str(session.path), "variant": variant_name(session.path), "model_sha256": file_digest(session.path),
             "build_ms": (time.perf_counter() - t0) * 1e3, "placement": session.placement(), "fallen_back": session.fallen_back(),
+            "session_needs": list(session.card.session_options.disabled_optimizers),
         })
     results = []
     for batch in batches:
@@ -171,6 +176,7 @@ def bench_models(
         "machine": machine_info(),
         "provider": provider,
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(options).items()},
+        "card_options": card_options,
         "threads": threads,
         "warmup": warmup,
         "runs": runs,

@@ -9,7 +9,7 @@ Runtime half: onnx and numpy only.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -105,14 +105,16 @@ class Quantization:
     excluded_nodes: tuple[str, ...]
     calibration: str | None
     samples: int
+    targets: tuple[str, ...] = ()  # where its passes run at the speed they were chosen for
+    kept_for: str | None = None  # the target quantize-search timed it on and kept it for
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Quantization":
         data = _refuse_unknown("quantization", data, cls)
-        missing = [f.name for f in fields(cls) if f.name not in data]
+        missing = [f.name for f in fields(cls) if f.name not in data and f.default is MISSING]
         if missing:
             raise EdgecnnError(f"model card quantization lacks {', '.join(missing)}")
-        return cls(**{**data, "passes": tuple(data["passes"]), "excluded_nodes": tuple(data["excluded_nodes"])})
+        return cls(**{**data, "passes": tuple(data["passes"]), "excluded_nodes": tuple(data["excluded_nodes"]), "targets": tuple(data.get("targets", ()))})
 
 
 @dataclass(frozen=True)

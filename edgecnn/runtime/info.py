@@ -16,7 +16,7 @@ from edgecnn.runtime.session import Session, load_onnx
 def describe_model(path: Path) -> dict[str, Any]:
     """Inputs, outputs, opset, operator counts, parameter count, size and metadata of an ONNX file."""
     model = load_onnx(path)
-    read_card(model)  # an unknown or malformed edgecnn key is refused here, as eval and camera refuse it
+    card = read_card(model)  # an unknown or malformed edgecnn key is refused here, as eval and camera refuse it
     initializers = {i.name for i in model.graph.initializer}
 
     def tensors(values) -> list[dict[str, Any]]:
@@ -49,6 +49,9 @@ def describe_model(path: Path) -> dict[str, Any]:
         "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
         "metadata": {p.key: p.value for p in model.metadata_props},
         "non_finite_weights": non_finite_weights(model),
+        "targets": list(card.quantization.targets) if card.quantization else [],
+        "kept_for": card.quantization.kept_for if card.quantization else None,
+        "session_needs": list(card.session_options.disabled_optimizers),
     }
 
 

@@ -83,14 +83,16 @@ class Session:
 
     def __init__(
         self, path: Path, provider: str = "cpu", threads: int | None = 1, spinning: bool = True,
-        options: ProviderOptions = ProviderOptions(), profile: Path | None = None,
+        options: ProviderOptions = ProviderOptions(), profile: Path | None = None, card_options: bool = True,
     ):
+        """`card_options=False` loads the model as any ONNX Runtime program does: the session options its
+        card asks for (disabled optimizers) are not applied, so a timing holds outside edgecnn."""
         self.path = Path(path)
         model = load_onnx(self.path)
         self.card = read_card(model)
         self.non_finite = non_finite_weights(model)
         self.provider = resolve_provider(provider)
-        disabled = list(self.card.session_options.disabled_optimizers)
+        disabled = list(self.card.session_options.disabled_optimizers) if card_options else []
         opts = session_options(threads, spinning)
         if profile is not None:  # onnxruntime's profiler: every node's time and provider
             opts.enable_profiling = True

@@ -5,18 +5,21 @@ from onnx import helper, numpy_helper
 from onnx_nets import Block, cnn
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.quantize.passes import PASSES, check_passes, float_nodes, pass_sets, rewrite_float, session_needs, stem_nodes
+from edgecnn.quantize.passes import PASSES, check_passes, float_nodes, pass_sets, pass_targets, rewrite_float, session_needs, stem_nodes
+from edgecnn.runtime.targets import TARGETS
+
+HOST = TARGETS["host"]
 
 
 def test_pass_sets_are_what_fits_pays_and_goes_together():
-    gray = pass_sets(cnn((1, 16, 16), (Block(8, pool=2), Block(8)), classes=10))
+    gray = pass_sets(cnn((1, 16, 16), (Block(8, pool=2), Block(8)), classes=10), HOST)
     assert () in gray and ("float-stem", "float-pool") in gray and ("s2d-stem",) in gray and ("s2d-stem", "float-head") in gray
     assert not any("pad-input" in s for s in gray)  # one channel padded to 4 runs slower: fits, but does not pay
     assert not any({"float-pool"} <= set(s) and "float-stem" not in s for s in gray)  # requires
     assert not any({"s2d-stem", "float-stem"} <= set(s) for s in gray)  # excludes
-    rgb = pass_sets(cnn((3, 16, 16), (Block(8, pool=2), Block(8)), classes=10))
+    rgb = pass_sets(cnn((3, 16, 16), (Block(8, pool=2), Block(8)), classes=10), HOST)
     assert ("pad-input",) in rgb and ("pad-input", "float-head") in rgb and not any({"pad-input", "float-stem"} <= set(s) for s in rgb)
-    assert not any("float-head" in s for s in pass_sets(cnn((1, 16, 16), (Block(8, pool=2), Block(8)), classes=2048)))  # 1.6 MB of fp32 weights: no cache win
+    assert not any("float-head" in s for s in pass_sets(cnn((1, 16, 16), (Block(8, pool=2), Block(8)), classes=2048), HOST))  # 1.6 MB of fp32 weights: no cache win
     assert len(gray) == len(set(gray)) and all(s == check_passes(s, "u8s8", False) for s in gray)  # canonical order
 
 
@@ -65,6 +68,17 @@ def test_stem_nodes_skip_depthwise_convs():
 
 def test_no_pass_set_leaves_every_conv_and_dense_layer_in_float():
     """A net of one conv and one dense layer: float-stem with float-head would quantize nothing that computes."""
-    sets = pass_sets(cnn((1, 16, 16), (Block(8, pool=2),), classes=10))
+    sets = pass_sets(cnn((1, 16, 16), (Block(8, pool=2),), classes=10), HOST)
     assert ("float-stem",) in sets and ("float-head",) in sets
     assert not any({"float-stem", "float-head"} <= set(s) for s in sets)
+
+
+def test_each_pass_is_valid_only_where_its_result_runs_at_its_speed():
+    """Session options only edgecnn applies: host only. Contrib operators: not where only standard ONNX
+    loads. CPU-only kernels: not on a GPU."""
+    assert pass_targets("float-pool") == ["host"]
+    assert pass_targets("s2d-stem") == ["ort", "host", "pi4", "pi5"]
+    assert pass_targets("float-stem") == list(TARGETS) and pass_targets("float-head") == list(TARGETS)
+    model = cnn((1, 16, 16), (Block(8, pool=2), Block(8)), classes=10)
+    assert not any("float-pool" in s for s in pass_sets(model, TARGETS["ort"]))
+    assert not any("s2d-stem" in s for s in pass_sets(model, TARGETS["onnx"]) + pass_sets(model, TARGETS["openvino"]))

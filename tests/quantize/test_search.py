@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -11,6 +12,7 @@ from edgecnn.quantize.model import QuantConfig
 from edgecnn.quantize.search import SPEED_TIE, Trial, _reason, auto_quantize, candidate_configs, choose
 from edgecnn.run import decision_path
 from edgecnn.runtime.card import read_card
+from edgecnn.runtime.targets import TARGETS
 
 
 def test_a_budget_int8_cannot_meet_keeps_fp32_and_leaves_the_users_int8_alone(tmp_path):
@@ -58,7 +60,7 @@ def test_search_refuses_before_any_work(digits_run, tmp_path):
 
 
 def test_candidates_are_the_defaults_and_every_fitting_pass_set():
-    labels = [c.label() for c in candidate_configs(cnn((1, 16, 16), (Block(8, pool=2), Block(8)), classes=10))]
+    labels = [c.label() for c in candidate_configs(cnn((1, 16, 16), (Block(8, pool=2), Block(8)), classes=10), TARGETS["host"])]
     assert labels[:2] == ["qdq/u8s8/pc/minmax", "qdq/s8s8/pc/minmax"]
     assert {"qdq/u8s8/pc/minmax+float-stem+float-pool", "qdq/u8s8/pc/minmax+s2d-stem+float-head"} <= set(labels)
     assert not any("pad-input" in label for label in labels)
@@ -87,8 +89,46 @@ def test_choose_keeps_a_clearly_smaller_file_when_speeds_tie():
 def test_candidates_follow_what_the_provider_runs():
     """The s2d stem writes ORT CPU-only ops: no GPU candidate has it; TensorRT gets symmetric S8S8 QDQ only."""
     model = cnn((1, 16, 16), (Block(8, pool=2), Block(8)), classes=10)
-    cuda = [c.label() for c in candidate_configs(model, "cuda")]
+    cuda = [c.label() for c in candidate_configs(model, TARGETS["cuda"])]
     assert "qdq/u8s8/pc/minmax" in cuda and not any("s2d-stem" in label for label in cuda)
-    tensorrt = candidate_configs(model, "tensorrt")
+    tensorrt = candidate_configs(model, TARGETS["tensorrt"])
     assert tensorrt and all(c.types == "s8s8" and c.symmetric and "s2d-stem" not in c.passes for c in tensorrt)
     assert tensorrt[0].label() == "qdq/s8s8/pc/minmax/sym"
+
+
+def test_a_device_target_is_decided_on_the_devices_own_timings(tmp_path):
+    """pi4: candidates written for the device, timed there (here: `bench --json` on them), read back by
+    SHA-256; a candidate whose emulated parity fails is not kept; the card records the target."""
+    from edgecnn.runtime.bench import bench_models
+
+    fp32, data = save_with_data(cnn((1, 24, 24), (Block(64, pool=2), Block(64)), classes=10), tmp_path, samples=64)
+    with pytest.raises(EdgecnnError, match="target pi4 is timed on the device itself"):
+        auto_quantize(fp32, data, max_drop=25, target="pi4")
+    folder = tmp_path / "candidates"
+    written = auto_quantize(fp32, data, max_drop=25, target="pi4", candidates=folder)["candidates"]
+    assert len(written) >= 3 and not any("float-pool" in Path(p).name for p in written)
+    timings = tmp_path / "timings.json"
+    timings.write_text(json.dumps(bench_models([Path(p) for p in written], batches=[1, 8], runs=10)))
+    refused = []
+
+    def parity(model: Path) -> str | None:
+        if not refused:
+            refused.append(model)
+            return "top-1 agreement 99.0%"
+        return None
+
+    decision = auto_quantize(fp32, data, max_drop=25, target="pi4", batches=[1, 8], timings=timings, parity=parity)
+    assert decision["target"] == "pi4" and decision["timed"].startswith("on the device") and len(decision["parity_failures"]) == 1
+    if decision["kept_variant"] != "fp32":
+        card = read_card(onnx.load(decision["kept"]))
+        assert card.quantization.kept_for == "pi4" and "pi4" in card.quantization.targets
+    with pytest.raises(EdgecnnError, match="the timings lack"):
+        timings.write_text(json.dumps({"results": []}))
+        auto_quantize(fp32, data, max_drop=25, target="pi4", batches=[1, 8], timings=timings, parity=parity, force=True)
+
+
+def test_the_ort_target_times_as_a_plain_session_loads(tmp_path):
+    fp32, data = save_with_data(cnn((1, 24, 24), (Block(64, pool=2), Block(64)), classes=10), tmp_path, samples=64)
+    decision = auto_quantize(fp32, data, max_drop=25, batches=[1], runs=20)
+    assert decision["target"] == "ort" and decision["timed"] == "as any ONNX Runtime program loads it"
+    assert not any("float-pool" in t["config"] for t in decision["trials"])
