@@ -136,6 +136,9 @@ CASES = {
     "bench-threads-negative": (["bench", FP32, "--threads", "-2"], "--threads"),
     "bench-ep-no-value": (["bench", FP32, "--ep", "garbage"], "KEY=VALUE"),
     "bench-nan": (["bench", "nan.onnx"], "NaN"),
+    "bench-unknown-target": (["bench", FP32, "--target", "tpu"], "unknown target 'tpu'"),
+    "bench-target-provider-clash": (["bench", FP32, "--target", "cuda", "--provider", "cpu"], "--provider cpu contradicts --target cuda"),
+    "bench-pi-target-here": (["bench", FP32, "--target", "pi4"], "timed on the device"),
     # quantize
     "quantize-empty": (["quantize", "empty.onnx"], "empty"),
     "quantize-samples-zero": (["quantize", FP32, "--samples", "0", "--out", "q.onnx"], "--samples"),
@@ -148,6 +151,9 @@ CASES = {
     "quantize-exclude-unknown": (["quantize", FP32, "--exclude", "no_such_node", "--out", "q.onnx"], "no_such_node"),
     "quantize-two-inputs": (["quantize", "two_inputs.onnx", "--out", "q.onnx"], "2 inputs"),
     "quantize-search-drop-negative": (["quantize-search", FP32, "--max-drop", "-1"], "--max-drop"),
+    "quantize-search-unknown-target": (["quantize-search", FP32, "--target", "phone", "--force"], "unknown target 'phone'"),
+    "quantize-search-pi-untimed": (["quantize-search", FP32, "--target", "pi5", "--force"], "--candidates DIR"),
+    "quantize-search-bad-timings": (["quantize-search", FP32, "--target", "pi5", "--timings", "text.npz", "--force"], "text.npz"),
     # prune
     "prune-ratio-high": (["prune", RUN, "--ratio", "1.5"], "--ratio"),
     "prune-ratio-zero": (["prune", RUN, "--ratio", "0"], "--ratio"),
@@ -168,6 +174,7 @@ CASES = {
     "pipeline-prune-high": (["pipeline", "digits", "--prune", "2"], "--prune"),
     "pipeline-drop-negative": (["pipeline", "digits", "--max-drop", "-1"], "--max-drop"),
     "pipeline-path-recipe": (["pipeline", "/etc/passwd"], "unknown recipe '/etc/passwd'"),
+    "pipeline-unknown-target": (["pipeline", "digits", "--target", "watch", "--out", "fresh"], "unknown target 'watch'"),
     # camera
     "camera-text-mp4": (["camera", FP32, "--source", "text.mp4", "--headless"], "text.mp4"),
     "camera-no-images": (["camera", FP32, "--source", "no_images", "--headless"], "no_images"),
