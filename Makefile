@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all bench clean apt-update arm-deps gui-deps data openvino-env
+.PHONY: run test test-all bench clean apt-update arm-deps gui-deps photos data openvino-env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # the slow tests too: verify-arm under QEMU (its arm64 cache is built on first use), window mode on Xvfb,
-# and --provider openvino from .venv-openvino
-test-all: $(STAMP) arm-deps gui-deps openvino-env
+# --provider openvino from .venv-openvino, and the photo set with Debian's photos
+test-all: $(STAMP) arm-deps gui-deps photos openvino-env
 	$(BIN)/python -m pytest -q -m ''
 
 bench: $(STAMP)
@@ -44,14 +44,20 @@ $(OV_VENV)/.installed: pyproject.toml
 
 openvino-env: $(OV_VENV)/.installed
 
-# System packages, installed as root with apt-get only when one of their tools is missing from PATH:
-# a second run, or a machine that has them, runs no apt at all. `apt-get update` runs once per make
-# run, before the first install, and only when a tool of a goal asked for is missing.
+# System packages, installed as root with apt-get only when one of their tools is missing from PATH
+# (for data packages: one of their files): a second run, or a machine that has them, runs no apt at all.
+# `apt-get update` runs once per make run, before the first install, and only when a tool or file of a
+# goal asked for is missing.
 ARM_TOOLS := qemu-aarch64-static mmdebstrap
 ARM_PACKAGES := qemu-user-static mmdebstrap
 GUI_TOOLS := xvfb-run xauth xdotool
 GUI_PACKAGES := xvfb xauth xdotool
+# edgecnn/data/photos.py's Debian photos (66 MB installed): one file of each package stands for it
+PHOTO_FILES := /usr/share/games/jigzo/puzzles/00_default/bike-3x4.pzl /usr/share/backgrounds/mate/nature/LadyBird.jpg \
+	/usr/share/backgrounds/seeding_by_Clements_Engelhardt.jpg
+PHOTO_PACKAGES := jigzo-data mate-backgrounds lomiri-wallpapers-16.04
 APT_TOOLS := $(if $(filter test-all arm-deps,$(MAKECMDGOALS)),$(ARM_TOOLS)) $(if $(filter test-all gui-deps,$(MAKECMDGOALS)),$(GUI_TOOLS))
+APT_FILES := $(if $(filter test-all photos,$(MAKECMDGOALS)),$(PHOTO_FILES))
 # $(call apt_install,TOOLS,PACKAGES): install PACKAGES unless every one of TOOLS is on PATH, then check them
 apt_install = missing=; for tool in $(1); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	[ -z "$$missing" ] && exit 0; \
@@ -59,10 +65,22 @@ apt_install = missing=; for tool in $(1); do command -v $$tool >/dev/null 2>&1 |
 	echo "apt-get install $(2)"; \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(2) >/dev/null || exit; \
 	for tool in $(1); do command -v $$tool >/dev/null 2>&1 || { echo "$@: no $$tool after apt-get install $(2)" >&2; exit 1; }; done
+# $(call apt_install_files,FILES,PACKAGES): the same for packages of data, judged by FILES being there
+apt_install_files = missing=; for file in $(1); do [ -f $$file ] || missing="$$missing $$file"; done; \
+	[ -z "$$missing" ] && exit 0; \
+	[ "$$(id -u)" = 0 ] || { echo "$@: missing$$missing; as root: make $@ (apt-get install $(2))" >&2; exit 1; }; \
+	echo "apt-get install $(2)"; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(2) >/dev/null || exit; \
+	for file in $(1); do [ -f $$file ] || { echo "$@: no $$file after apt-get install $(2)" >&2; exit 1; }; done
 
 apt-update:
 	@for tool in $(APT_TOOLS); do \
 	  command -v $$tool >/dev/null 2>&1 && continue; \
+	  [ "$$(id -u)" = 0 ] || exit 0; \
+	  echo "apt-get update"; apt-get update -qq; exit; \
+	done; \
+	for file in $(APT_FILES); do \
+	  [ -f $$file ] && continue; \
 	  [ "$$(id -u)" = 0 ] || exit 0; \
 	  echo "apt-get update"; apt-get update -qq; exit; \
 	done
@@ -74,6 +92,11 @@ arm-deps: apt-update
 # the camera's window mode under test: a virtual X display and a key-presser
 gui-deps: apt-update
 	@$(call apt_install,$(GUI_TOOLS),$(GUI_PACKAGES))
+
+# the photo set's Debian photos (edgecnn/data/photos.py: jigzo's puzzles, MATE's and Ubuntu 16.04's wallpapers);
+# its PyPI photos come with edgecnn[photos], part of edgecnn[train]
+photos: apt-update
+	@$(call apt_install_files,$(PHOTO_FILES),$(PHOTO_PACKAGES))
 
 # Fashion-MNIST's four IDX files into /usr/share/datasets/fashion-mnist (Debian's package; needs root)
 data:

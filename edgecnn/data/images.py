@@ -24,6 +24,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from edgecnn.data.photos import installed_sources, photo_set
 from edgecnn.data.registry import register
 from edgecnn.data.splits import Dataset, Split
 from edgecnn.errors import EdgecnnError
@@ -192,10 +193,15 @@ SAMPLE_PHOTOS = {"china.jpg": "palace", "flower.jpg": "daisy"}  # scikit-learn's
 SAMPLE_VIEWS = (0.875, 0.75, 0.65, 1.0)  # crop shares of the shorter side for the calibration views
 
 
+CALIBRATIONS = ("own", "photos")  # what the train split (int8 calibration) of the imagenet dataset holds
+NO_LABEL = -1  # the label of a view that has no ImageNet class (the photo set's calibration views)
+
+
 @register
 def load_imagenet(
     data_dir: str | None = None,
     preprocess: dict[str, Any] | None = None,
+    calibration: str = "own",
 ) -> Dataset:
     """ImageNet-labelled photos for a pretrained 1,000-class classifier.
 
@@ -203,9 +209,14 @@ def load_imagenet(
     validation are the photos as the preprocess crops them, train (what int8 calibration reads) 16
     views of them (four crop sizes, each mirrored). `data_dir`: class folders named by ImageNet
     class (`daisy/`, `palace/` …), test = validation = all of them.
+    `calibration="photos"`: train is instead the calibration views of the installed photo set
+    (edgecnn.data.photos, `make photos`), labelled NO_LABEL: they have no ImageNet class. Test and
+    validation stay the labelled photos; the photo set's check views are the `photos` dataset's test.
     """
     if preprocess is None:
         raise EdgecnnError("the imagenet dataset needs a preprocess (size, resize, scale …): the recipe's")
+    if calibration not in CALIBRATIONS:
+        raise EdgecnnError(f"imagenet calibration {calibration!r} is not accepted (accepted: {', '.join(CALIBRATIONS)})")
     labels = imagenet_labels()
     if data_dir is not None:
         folder = load_image_folder(data_dir, preprocess)
@@ -215,8 +226,18 @@ def load_imagenet(
         index = np.asarray([labels.index(c) for c in folder.labels])
         train, val = (Split(s.x, index[s.y]) for s in (folder.train, folder.val))
         every = Split(np.concatenate([train.x, val.x]), np.concatenate([train.y, val.y]))
-        return Dataset(every, every, every, labels, f"ImageNet-labelled {folder.source.removeprefix('image folder ')}; all of them in every split")
-    return _sample_photos(json.dumps(preprocess, sort_keys=True))
+        data = Dataset(every, every, every, labels, f"ImageNet-labelled {folder.source.removeprefix('image folder ')}; all of them in every split")
+    else:
+        data = _sample_photos(json.dumps(preprocess, sort_keys=True))
+    if calibration == "photos":  # every photo source installed here; the source line says which are missing
+        installed, missing = installed_sources()
+        photos = photo_set(preprocess, installed)
+        train = Split(photos.calibration.x, np.full(len(photos.calibration), NO_LABEL, np.int64))
+        shown = f"{len(train):,} unlabelled views of {len(set(photos.calibration.y.tolist()))} installed calibration photos (edgecnn.data.photos)"
+        if missing:
+            shown += f"; more photos with {'; '.join(missing)}"
+        data = dataclasses.replace(data, train=train, source=f"{data.source}; train replaced by {shown}")
+    return data
 
 
 def sample_photo(name: str) -> np.ndarray:
