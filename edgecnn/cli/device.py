@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -18,7 +18,7 @@ def camera(
     headless: Annotated[bool, typer.Option("--headless", help="No window: one JSON line per frame on stdout.")] = False,
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many frames.")] = None,
     record: Annotated[Optional[Path], typer.Option(help="Write the annotated video here (.mp4 or .avi).")] = None,
-    top_k: Annotated[int, typer.Option(min=1, help="Labels shown per frame.")] = 3,
+    top_k: Annotated[Optional[int], typer.Option(min=1, help="Labels shown per frame (default: 3, or every class if fewer).")] = None,
     resolution: Annotated[Optional[str], typer.Option(help="Capture size WIDTHxHEIGHT for a webcam or picamera.")] = None,
     color: Annotated[Optional[str], typer.Option(help="Gray or rgb (default: the model's metadata).")] = None,
     size: Annotated[Optional[str], typer.Option(help="Model input HEIGHTxWIDTH (default: the model's metadata).")] = None,
@@ -34,7 +34,7 @@ def camera(
     json_out: JsonFlag = False,
 ) -> None:
     """Classify a live camera, video, stream or image folder; a summary at the end (Ctrl-C stops)."""
-    from edgecnn.device.camera import parse_floats, parse_pair, read_labels, run_camera
+    from edgecnn.device.camera import SourceLost, parse_floats, parse_pair, read_labels, run_camera
 
     overrides = {
         "color": color, "resize": resize, "scale": scale, "invert": invert,
@@ -42,11 +42,19 @@ def camera(
         "mean": parse_floats("mean", mean) if mean else None,
         "std": parse_floats("std", std) if std else None,
     }
-    result = run_camera(
-        model, source, headless=headless, max_frames=max_frames, record=record, force=force, top_k=top_k,
-        provider=provider, threads=threads, resolution=parse_pair("resolution", resolution, "640x480") if resolution else None,
-        preprocess=overrides, labels=read_labels(labels) if labels else None, emit=lambda line: typer.echo(line),
-    )
+    try:
+        result = run_camera(
+            model, source, headless=headless, max_frames=max_frames, record=record, force=force, top_k=top_k,
+            provider=provider, threads=threads, resolution=parse_pair("resolution", resolution, "640x480") if resolution else None,
+            preprocess=overrides, labels=read_labels(labels) if labels else None, emit=lambda line: typer.echo(line),
+        )
+    except SourceLost as lost:  # the frames so far, then the one line and exit 2 (systemd's Restart=on-failure)
+        _show_summary(lost.summary, json_out)
+        raise
+    _show_summary(result, json_out)
+
+
+def _show_summary(result: dict[str, Any], json_out: bool) -> None:
     if json_out:
         return typer.echo(json.dumps({"summary": result}))
     latency = (f", latency p50 {result['latency_p50_ms']:.2f} ms p99 {result['latency_p99_ms']:.2f} ms" if result["frames"] else "")

@@ -65,6 +65,8 @@ def bench(
     device_id: DeviceIdOpt = 0,
     strict: StrictFlag = False,
     ep: EpOpt = None,
+    remote: Annotated[Optional[list[str]], typer.Option("--remote", help="Time on this device over SSH instead: [user@]host[:port] or a Host of the ssh config; repeatable (one table, a JSON list). Installs edgecnn there once, cached by content hash in its ~/.cache/edgecnn.")] = None,
+    ssh_config: Annotated[Optional[Path], typer.Option(help="ssh client config for --remote (ssh -F; default: ~/.ssh/config).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Also write the result as JSON here.")] = None,
     force: ForceFlag = False,
     wide: WideFlag = False,
@@ -81,6 +83,32 @@ def bench(
     if out:
         refuse_overwrite(out, force)
     batches = parse_batches(batch)
+    if remote:
+        from edgecnn.device.remote import bench_remote, device_summary
+        from edgecnn.errors import EdgecnnError
+
+        if profile or ep or strict or device_id:
+            raise EdgecnnError("--remote takes --target, --provider, --batch, --threads, --warmup and --runs; --profile, --ep, --strict and --device-id are for a bench here")
+        hosts = bench_remote(remote, models, target=target, provider=provider, batches=batches, threads=threads, warmup=warmup, runs=runs,
+                             ssh_config=ssh_config, show_progress=not json_out)
+        done = [h for h in hosts if "error" not in h]
+        if out:
+            write_json(out, hosts, force=force)
+        if json_out:
+            show_json(hosts)
+        elif done:
+            rows = [[h["host"], r["variant"], str(r["batch"]), f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
+                     f"{r['throughput']:,.0f}", f"{r['size_bytes'] / 1024:.1f}", f"{r['speedup']:.2f}×"] for h in done for r in h["results"]]
+            console.print(fitted_table(["host", "model", "batch", "p50 ms", "p90 ms", "p99 ms", "per s", "KiB", "speedup"], rows, secondary=("p90 ms", "KiB"),
+                                       wide=wide, title=f"target {done[0]['target']} ({done[0]['provider']}), {threads or 'default'} thread(s)"))
+            for h in done:
+                console.print(f"{h['host']}: {device_summary(h['device'])}", highlight=False)
+        for h in hosts:
+            if "error" in h:
+                typer.echo(f"error: {h['host']}: {h['error']}", err=True)
+        if len(done) < len(hosts):
+            raise typer.Exit(2)
+        return
     options = parse_provider_options(ep or [], device_id=device_id, strict=strict)
     goal, provider = bench_target(target, provider)
     result = bench_recorded(models, target=goal.name, provider=provider, batches=batches, threads=threads, warmup=warmup, runs=runs, options=options)

@@ -108,14 +108,59 @@ class _Recorder:
         return keep
 
 
-def _open_window(title: str) -> None:
-    try:
-        cv2.namedWindow(title, cv2.WINDOW_NORMAL)
-    except cv2.error:
-        raise EdgecnnError(
-            "window mode needs OpenCV with GUI support and a display (pip install opencv-python instead of "
-            "opencv-python-headless); use --headless for one JSON line per frame"
-        ) from None
+class SourceLost(EdgecnnError):
+    """The source failed after frames were classified (a camera unplugged, a stream gone): the summary so far rides along."""
+
+    def __init__(self, message: str, summary: dict[str, Any]):
+        super().__init__(message)
+        self.summary = summary
+
+
+class _Window:
+    """Annotated frames in a Tk window; q, Esc or the close button end the run.
+
+    Tk comes with Python (Debian's python3-tk), so one OpenCV build, the headless one, serves both
+    modes: OpenCV's GUI build is a second `cv2` that cannot sit beside it, and it needs libGL and
+    X libraries even to import. A frame reaches Tk as PPM bytes, converted by OpenCV.
+    """
+
+    def __init__(self, title: str):
+        try:
+            import tkinter
+        except ImportError:
+            raise EdgecnnError(
+                "window mode needs tkinter, which this Python lacks (Debian, Ubuntu, Raspberry Pi OS: "
+                "sudo apt install python3-tk); use --headless for one JSON line per frame"
+            ) from None
+        try:
+            self.root = tkinter.Tk(className="edgecnn")
+        except tkinter.TclError as exc:  # no $DISPLAY, or an X server that refuses us
+            raise EdgecnnError(f"window mode needs a display ({exc}); use --headless for one JSON line per frame") from None
+        self.root.title(title)
+        self.open = True
+        for event in ("<KeyPress-q>", "<Escape>"):
+            self.root.bind(event, self._close)
+        self.root.protocol("WM_DELETE_WINDOW", self._close)
+        self.photo = tkinter.PhotoImage(master=self.root)
+        tkinter.Label(self.root, image=self.photo, borderwidth=0).pack()
+        self.screen = (self.root.winfo_screenwidth(), self.root.winfo_screenheight())
+
+    def _close(self, event: Any = None) -> None:
+        self.open = False
+
+    def show(self, frame: np.ndarray) -> bool:
+        """Draw a BGR frame, shrunk to fit the screen; False once the user closed the window."""
+        h, w = frame.shape[:2]
+        fit = min(1.0, 0.9 * self.screen[0] / w, 0.9 * self.screen[1] / h)
+        if fit < 1:
+            frame = cv2.resize(frame, (round(w * fit), round(h * fit)), interpolation=cv2.INTER_AREA)
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        self.photo.configure(data=b"P6 %d %d 255 " % (rgb.shape[1], rgb.shape[0]) + rgb.tobytes(), format="PPM")
+        self.root.update()
+        return self.open
+
+    def close(self) -> None:
+        self.root.destroy()
 
 
 def loop_threads() -> int:
@@ -136,7 +181,7 @@ def run_camera(
     max_frames: int | None = None,
     record: Path | None = None,
     force: bool = False,
-    top_k: int = 3,
+    top_k: int | None = None,
     provider: str = "cpu",
     threads: int | None = None,
     resolution: tuple[int, int] | None = None,
@@ -146,36 +191,54 @@ def run_camera(
 ) -> dict[str, Any]:
     """Classify frames until the source ends, `max_frames`, Ctrl-C, SIGTERM or q; returns a summary.
 
-    Headless: one JSON line per frame through `emit`. Otherwise a window with the overlay.
-    `preprocess` fields and `labels` replace the model's metadata (for models without it).
+    Headless: one JSON line per frame through `emit` (an image folder's carry the file name).
+    Otherwise a window with the overlay. `preprocess` fields and `labels` replace the model's
+    metadata (for models without it). `top_k` None: 3, or every class if fewer.
     `threads` None: `loop_threads()`; 0: onnxruntime's default (every core).
+    A source that fails after frames were classified raises SourceLost, which carries the summary.
     """
     if max_frames is not None and max_frames < 1:
         raise EdgecnnError(f"--max-frames must be a positive count, got {max_frames}")
-    if top_k < 1:
+    if top_k is not None and top_k < 1:
         raise EdgecnnError(f"--top-k must be at least 1, got {top_k}")
     threads = loop_threads() if threads is None else threads
     session = Session(model, provider=provider, threads=threads, spinning=False)  # the capture thread needs a core too
     spec = resolve_preprocess(session.card.preprocess, session.input_shape, preprocess or {})
+    if spec.resize == "digit" and spec.color != "gray":
+        raise EdgecnnError(f"resize 'digit' needs gray frames; {Path(model).name} reads {spec.color} "
+                           "(accepted with rgb: --resize center_crop or stretch)")
     names = labels or session.card.labels
     classes = session.classes()
     if names and classes is not None and len(names) != classes:
         source_of_names = "--labels gives" if labels else "the model card lists"
         raise EdgecnnError(f"{source_of_names} {len(names)} class names but {Path(model).name} scores {classes} classes")
-    title = f"edgecnn {Path(model).name}"
+    if top_k is not None and classes is not None and top_k > classes:
+        raise EdgecnnError(f"--top-k {top_k} asks for more labels than the {classes} classes {Path(model).name} scores "
+                           f"(accepted: 1 to {classes})")
+    top_k = top_k or min(3, classes or 3)
     recorder = _Recorder(record, force) if record else None
-    if not headless:
-        _open_window(title)
-    src = open_source(source, resolution)
+    window = None if headless else _Window(f"edgecnn {Path(model).name}")
+    try:
+        src = open_source(source, resolution)
+    except EdgecnnError:
+        if window:
+            window.close()
+        raise
     grabber = Grabber(src, lambda frame: prepare(frame, spec))
     stats = _Stats()
-    stopped, ok, recorded = "end of source", False, False
+    stopped, ok, recorded, lost = "end of source", False, False, None
     previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     if previous is not None:
         signal.signal(signal.SIGTERM, _raise_interrupt)  # systemd stops a service with SIGTERM
     try:
         while max_frames is None or stats.frames < max_frames:
-            item = grabber.next()
+            try:
+                item = grabber.next()
+            except EdgecnnError as exc:
+                if not stats.frames:
+                    raise  # nothing classified yet: the one line says it all
+                stopped, lost = "source failed", exc
+                break
             if item is None:
                 break
             t0 = time.perf_counter()
@@ -187,18 +250,16 @@ def run_camera(
             top = [{"label": names[i] if names and i < len(names) else str(i), "index": int(i), "p": round(float(probs[i]), 4)} for i in order]
             fps = stats.add(t0, latency_ms)
             if headless:
-                emit(json.dumps({"frame": item.index, "label": top[0]["label"], "p": top[0]["p"], "top": top,
+                file = {"file": src.files[item.index]} if src.files else {}
+                emit(json.dumps({"frame": item.index, **file, "label": top[0]["label"], "p": top[0]["p"], "top": top,
                                  "latency_ms": round(latency_ms, 3), "fps": round(fps, 1)}))
-            if recorder or not headless:
+            if recorder or window:
                 draw_overlay(item.image, top, fps, latency_ms)
             if recorder:
                 recorder.write(item.image, src.fps or 30.0)
-            if not headless:
-                cv2.imshow(title, item.image)
-                key = cv2.waitKey(1) & 0xFF
-                if key in (ord("q"), 27) or cv2.getWindowProperty(title, cv2.WND_PROP_VISIBLE) < 1:  # q, Esc or the close button
-                    stopped = "window closed"
-                    break
+            if window and not window.show(item.image):
+                stopped = "window closed"
+                break
         else:
             stopped = "max frames"
         ok = True
@@ -210,9 +271,12 @@ def run_camera(
             recorded = recorder.close(keep=ok)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        if not headless:
-            cv2.destroyAllWindows()
-    return _summary(model, source, threads, stats, grabber.dropped, stopped, record if recorded else None)
+        if window:
+            window.close()
+    summary = _summary(model, source, threads, stats, grabber.dropped, stopped, record if recorded else None)
+    if lost:
+        raise SourceLost(str(lost), summary)
+    return summary
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

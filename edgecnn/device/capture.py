@@ -53,6 +53,7 @@ class Source:
     read: Callable[[], np.ndarray | None]
     close: Callable[[], None]
     fps: float | None = None
+    files: tuple[str, ...] = ()  # an image folder: the file name of each frame, in reading order
 
 
 def open_source(spec: str, resolution: tuple[int, int] | None = None) -> Source:
@@ -64,7 +65,12 @@ def open_source(spec: str, resolution: tuple[int, int] | None = None) -> Source:
         return _picamera(resolution or (640, 480))
     if spec.isdigit():
         return _capture(spec, lambda: cv2.VideoCapture(int(spec)), live=True, resolution=resolution)
-    if "://" in spec:
+    if resolution:
+        raise EdgecnnError(
+            f"--resolution {resolution[0]}x{resolution[1]} sets the capture size of a webcam index or picamera; "
+            f"source {spec!r} delivers frames at its own size"
+        )
+    if "://" in spec:  # FFmpeg waits this long to connect and for each frame, then gives up
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
         return _capture(spec, lambda: cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params), live=True)
     path = Path(spec)
@@ -90,12 +96,16 @@ def _capture(name: str, opener: Callable[[], Any], live: bool, resolution: tuple
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, resolution[1])
         return cap
 
+    t0 = time.monotonic()
     cap = open_()
     if not cap.isOpened():
         if name.isdigit():
             raise EdgecnnError(f"no camera at index {name} (try another index, or a file, folder, URL or picamera)")
+        if live and time.monotonic() - t0 >= STREAM_TIMEOUT_MS / 1000:
+            raise EdgecnnError(f"cannot open stream {name}: no answer within {STREAM_TIMEOUT_MS / 1000:g} s")
         if live:
-            raise EdgecnnError(f"cannot open stream {name}: no answer within {STREAM_TIMEOUT_MS // 1000} s, or not a format OpenCV's FFmpeg reads")
+            raise EdgecnnError(f"cannot open stream {name}: the connection was refused, "
+                               "or what came back is not a video OpenCV's FFmpeg reads")
         raise EdgecnnError(f"cannot open video file {name}: not a video OpenCV's FFmpeg reads")
     state = {"cap": cap, "frames": 0}
 
@@ -112,7 +122,8 @@ def _capture(name: str, opener: Callable[[], Any], live: bool, resolution: tuple
         if not live and state["frames"]:
             return None  # end of the video
         if live:
-            raise EdgecnnError(f"{name} stopped sending frames and {RECONNECTS} reconnects failed")
+            what = f"camera {name}" if name.isdigit() else name
+            raise EdgecnnError(f"{what} stopped sending frames and {RECONNECTS} reconnects failed")
         raise EdgecnnError(f"video file {name} holds no readable frames")
 
     fps = cap.get(cv2.CAP_PROP_FPS)
@@ -132,7 +143,7 @@ def _images(name: str, paths: list[Path]) -> Source:
             raise EdgecnnError(f"cannot read image {path} (accepted: {', '.join(IMAGE_SUFFIXES)} that OpenCV decodes)")
         return frame
 
-    return Source(name, False, read, queue.clear)
+    return Source(name, False, read, queue.clear, files=tuple(p.name for p in paths))
 
 
 def _picamera(resolution: tuple[int, int]) -> Source:

@@ -57,13 +57,9 @@ def pack_model(model: Path, out: Path, force: bool = False) -> dict[str, Any]:
         has_test = run is not None and run.test_npz.is_file()
         if has_test:  # the device reports its own accuracy, without the dataset or the training half
             shutil.copyfile(run.test_npz, tmp / run.test_npz.name)
-        wheel = build_wheel(tmp / "wheels")
-        pins = runtime_pins()
-        (tmp / "requirements.txt").write_text(_requirements(pins, wheel))
+        wheel, pins = write_runtime(tmp)
         (tmp / "README.md").write_text(_readme(model.name, pins, has_preprocess=card.preprocess is not None, has_test=has_test))
-        for name, text in (("install.sh", _INSTALL), ("run.sh", _RUN.replace("MODEL", model.name))):
-            (tmp / name).write_text(text)
-            (tmp / name).chmod(0o755)
+        _write_script(tmp / "run.sh", _RUN.replace("MODEL", model.name))
         replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -75,6 +71,21 @@ def pack_model(model: Path, out: Path, force: bool = False) -> dict[str, Any]:
         "pinned_from": f"Python {sys.version.split()[0]} on {os.uname().machine}",
         "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()),
     }
+
+
+def write_runtime(folder: Path) -> tuple[Path, list[str]]:
+    """The install half of a bundle in `folder`: a wheel of edgecnn, the pinned requirements.txt and
+    install.sh; returns (wheel, pins). A remote bench ships this alone (edgecnn.device.remote)."""
+    wheel = build_wheel(folder / "wheels")
+    pins = runtime_pins()
+    (folder / "requirements.txt").write_text(_requirements(pins, wheel))
+    _write_script(folder / "install.sh", _INSTALL)
+    return wheel, pins
+
+
+def _write_script(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o755)
 
 
 def build_wheel(folder: Path) -> Path:
@@ -192,9 +203,10 @@ fails to import next to the pinned numpy 2.
 ./run.sh --source clip.mp4 --headless --record annotated.mp4
 ```
 
-The window needs a desktop session and OpenCV with GUI support: `.venv/bin/pip install
-opencv-python` next to the headless build, or use `--headless`. Ctrl-C ends a run with a summary
-(frames, mean FPS, p50/p99 latency). `./run.sh --help` lists every option.
+The window needs a desktop session and Python's tkinter, which Raspberry Pi OS with desktop has
+(elsewhere: `sudo apt install python3-tk`; `install.sh` says when it is missing); OpenCV stays
+the headless build, and `--headless` needs neither. Ctrl-C ends a run with a summary (frames,
+mean FPS, p50/p99 latency). `./run.sh --help` lists every option.
 
 ## As a service (headless, starts at boot)
 
@@ -243,6 +255,9 @@ python3 -m venv --system-site-packages "$venv"   # apt's picamera2 stays importa
 if [ -d /usr/lib/python3/dist-packages/picamera2 ]; then
     echo "picamera2 found: installing simplejpeg into the venv, built for its numpy"
     "$venv/bin/pip" install --force-reinstall --no-deps simplejpeg
+fi
+if ! "$venv/bin/python" -c "import tkinter" 2>/dev/null; then
+    echo "no tkinter: the camera window needs sudo apt install python3-tk (--headless runs without it)"
 fi
 echo "installed: $venv/bin/edgecnn; run $here/run.sh --source picamera"
 """

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime.card import Preprocess
+from edgecnn.runtime.card import COLORS, Preprocess
 
 IMAGE_LAYOUTS = ("NCHW", "NHWC")
 MNIST_BOX = 20 / 28  # MNIST digits fit a 20×20 box inside the 28×28 frame, centered by mass
@@ -30,17 +30,24 @@ def resolve_preprocess(card: Preprocess | None, input_shape: list[Any], override
     fields.update({k: v for k, v in overrides.items() if v is not None})
     if "size" not in fields:
         raise EdgecnnError(f"the model's input shape {input_shape} does not give the image size; pass --size HxW")
+    flags = ", ".join(f"--{k} {_flag_text(v)}" for k, v in overrides.items() if k in ("size", "color") and v is not None)
+
+    def misfit(size: Any, color: str, layout: str) -> EdgecnnError:
+        return EdgecnnError(f"frames of {_flag_text(size)} {color}" + (f" (from {flags})" if flags else "")
+                            + f" do not fit the model's input {input_shape} ({layout})")
+
+    color, layout = overrides.get("color"), fields.get("layout", "NCHW")
+    if color in COLORS and len(input_shape) == 4:  # before the card's mean and std are checked against the colour
+        channels = input_shape[1] if layout == "NCHW" else input_shape[3]
+        if isinstance(channels, int) and channels != (1 if color == "gray" else 3):
+            raise misfit(fields["size"], color, layout)
     spec = Preprocess.from_dict(fields)
     if spec.layout not in IMAGE_LAYOUTS:
         raise EdgecnnError(f"the model reads {spec.layout} input (a sequence); frames become {' or '.join(IMAGE_LAYOUTS)} images only")
     gives = [spec.channels, *spec.size] if spec.layout == "NCHW" else [*spec.size, spec.channels]
     wants = input_shape[1:]
     if len(wants) != 3 or any(isinstance(w, int) and w != g for w, g in zip(wants, gives)):
-        flags = ", ".join(f"--{k} {_flag_text(v)}" for k, v in overrides.items() if k in ("size", "color") and v is not None)
-        raise EdgecnnError(
-            f"frames of {_flag_text(spec.size)} {spec.color}" + (f" (from {flags})" if flags else "")
-            + f" do not fit the model's input {input_shape} ({spec.layout})"
-        )
+        raise misfit(spec.size, spec.color, spec.layout)
     return spec
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import http.server
-import importlib.metadata
 import json
+import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
-import sysconfig
 import threading
 import time
 from pathlib import Path
@@ -74,8 +74,13 @@ def test_image_folder_and_max_frames(digits_run, tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     result = invoke("camera", digits_run / "model.fp32.onnx", "--source", tmp_path, "--headless", "--max-frames", 3, "--json")
     assert result.exit_code == 0, result.output
-    assert [line["frame"] for line in frame_lines(result.output)] == [0, 1, 2]
+    lines = frame_lines(result.output)
+    assert [(line["frame"], line["file"]) for line in lines] == [(0, "00.png"), (1, "01.png"), (2, "02.png")]
     assert summary_of(result.output)["stopped"] == "max frames"
+    video = tmp_path / "clip.mp4"
+    write_digit_video(video, frames=2)
+    result = invoke("camera", digits_run / "model.fp32.onnx", "--source", video, "--headless", "--json")
+    assert "file" not in frame_lines(result.output)[0]  # a video's frames have no file of their own
 
 
 @pytest.mark.parametrize(
@@ -136,10 +141,81 @@ def test_dropped_stream_gives_up_after_bounded_reconnects(digits_run, tmp_path, 
     monkeypatch.setattr(capture, "RECONNECT_WAIT_S", 0.05)
     url = f"http://127.0.0.1:{server.server_port}/stream.avi"
     lines: list[str] = []
-    with pytest.raises(EdgecnnError, match=rf"{url} stopped sending frames and 3 reconnects failed"):
+    with pytest.raises(camera.SourceLost, match=rf"{url} stopped sending frames and 3 reconnects failed") as lost:
         camera.run_camera(digits_run / "model.fp32.onnx", url, headless=True, emit=lines.append)
     frames = [json.loads(line)["frame"] for line in lines]
     assert frames and frames == sorted(frames) and frames[-1] <= 9  # live: newest frames classified, then the drop
+    assert lost.value.summary["stopped"] == "source failed" and lost.value.summary["frames"] == len(frames)
+
+
+def _listening_socket() -> socket.socket:
+    """A TCP socket on 127.0.0.1 that listens and never accepts: connections complete, nothing answers."""
+    return socket.create_server(("127.0.0.1", 0))
+
+
+def _free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return probe.getsockname()[1]
+
+
+def test_a_stream_that_never_answers_or_refuses_is_one_line(digits_run, monkeypatch):
+    monkeypatch.setattr(capture, "STREAM_TIMEOUT_MS", 1000)
+    with _listening_socket() as silent:
+        for url, message in (
+            (f"http://127.0.0.1:{silent.getsockname()[1]}/video", "no answer within 1 s"),
+            (f"rtsp://127.0.0.1:{silent.getsockname()[1]}/cam", "no answer within 1 s"),
+            (f"http://127.0.0.1:{_free_port()}/video", "the connection was refused, or what came back is not a video"),
+        ):
+            t0 = time.monotonic()
+            result = invoke("camera", digits_run / "model.fp32.onnx", "--source", url, "--headless")
+            assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+            assert f"error: cannot open stream {url}: {message}" in result.output, result.output
+            assert time.monotonic() - t0 < 5
+
+
+class _MjpegCamera:
+    """An IP camera on 127.0.0.1 (multipart/x-mixed-replace JPEGs, as mjpg-streamer and ESP32-CAM serve)
+    that sends `frames` frames and is then unplugged: no more bytes, no FIN, and nothing answers a reconnect."""
+
+    def __init__(self, frames: int):
+        self.server = _listening_socket()
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/video"
+        self.frames = frames
+        self.held: list[socket.socket] = []  # open until close(): the cable is pulled, the socket never closes
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.server.accept()
+        self.held.append(conn)
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n")
+        for i in range(self.frames):
+            jpeg = cv2.imencode(".jpg", digit_frame(i % 10, (160, 120), ("uni", 400), 80, np.random.default_rng(i)))[1].tobytes()
+            conn.sendall(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(jpeg), jpeg))
+            time.sleep(1 / 30)
+
+    def close(self) -> None:
+        for sock in (*self.held, self.server):
+            sock.close()
+
+
+def test_a_camera_unplugged_mid_run_ends_with_a_summary_and_one_line(digits_run, monkeypatch):
+    monkeypatch.setattr(capture, "STREAM_TIMEOUT_MS", 500)
+    monkeypatch.setattr(capture, "RECONNECT_WAIT_S", 0.05)
+    camera_ = _MjpegCamera(frames=20)
+    try:
+        t0 = time.monotonic()
+        result = invoke("camera", digits_run / "model.fp32.onnx", "--source", camera_.url, "--headless")
+        took = time.monotonic() - t0
+    finally:
+        camera_.close()
+    assert result.exit_code == 2, result.output  # not 0: systemd's Restart=on-failure brings the service back
+    frames = [line["frame"] for line in frame_lines(result.stdout)]
+    assert frames and frames == sorted(frames) and frames[-1] <= 19
+    summary, error = result.stderr.splitlines()
+    assert summary.startswith(f"{len(frames)} frames (source failed), ") and "latency p50" in summary, summary
+    assert error == f"error: {camera_.url} stopped sending frames and 3 reconnects failed"
+    assert took < 0.5 + 3 * (0.15 + 0.5) + 3  # the read timeout, 3 reconnects each waiting out the open timeout, slack
 
 
 def test_a_source_that_stalls_ends_the_run():
@@ -207,46 +283,70 @@ def test_record_writes_a_readable_annotated_mp4(digits_run, tmp_path):
     assert result.exit_code == 2 and "exists; pass --force" in result.output
 
 
-def test_window_mode_needs_a_gui_build(digits_run, tmp_path):
-    try:
-        cv2.namedWindow("probe")
-        pytest.skip("this OpenCV has a GUI")
-    except cv2.error:
-        pass
+def test_window_mode_without_a_display_or_tk_is_one_line(digits_run, tmp_path, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
     result = invoke("camera", digits_run / "model.fp32.onnx", "--source", tmp_path)
-    assert result.exit_code == 2 and "window mode needs OpenCV with GUI support" in result.output and "--headless" in result.output
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert "window mode needs a display (no display name and no $DISPLAY environment variable); use --headless" in result.output
+    monkeypatch.setitem(sys.modules, "tkinter", None)  # a Python built without Tk (Debian's python3 without python3-tk)
+    result = invoke("camera", digits_run / "model.fp32.onnx", "--source", tmp_path)
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert "window mode needs tkinter" in result.output and "sudo apt install python3-tk" in result.output and "--headless" in result.output
 
 
 PRESS_Q = """
 "$@" > out.jsonl 2> err.txt &
 app=$!
-for _ in $(seq 100); do window=$(xdotool search --name "edgecnn model.int8.onnx" | head -1); [ -n "$window" ] && break; sleep 0.1; done
+for _ in $(seq 100); do window=$(xdotool search --name "$TITLE" | head -1); [ -n "$window" ] && break; sleep 0.1; done
 echo "$window" > window.txt
-[ -n "$window" ] && sleep 0.5 && xdotool key --window "$window" q
+[ -n "$window" ] && sleep 0.5 && xdotool windowfocus --sync "$window" key q
 wait $app
 """
+NEEDS_X = pytest.mark.skipif(not all(shutil.which(t) for t in ("xvfb-run", "xauth", "xdotool")), reason="needs xvfb and xdotool (make gui-deps)")
+
+
+def press_q_in_window(command: list, folder: Path, title: str, env: dict | None = None) -> tuple[str, str, str]:
+    """Run `command` on a fresh Xvfb display, wait for a window titled `title`, focus it and press q.
+
+    Returns the window id ('' if none appeared), the command's stdout and its stderr."""
+    (folder / "press_q.sh").write_text(PRESS_Q)
+    env = {**(env or os.environ), "TITLE": title}
+    subprocess.run(["xvfb-run", "-a", "bash", "press_q.sh", *map(str, command)], cwd=folder, env=env, capture_output=True, timeout=180)
+    window, out, err = ((folder / name).read_text() for name in ("window.txt", "out.jsonl", "err.txt"))
+    return window.strip(), out, err
+
+
+def fresh_install(folder: Path) -> Path:
+    """This checkout installed as the README says, `pip install edgecnn` (no extras), into a new venv; its bin folder."""
+    root = Path(__file__).parents[2]
+    src = folder / "src"  # a copy: pip builds in the source tree, and this one stays untouched
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(root / name, src / name)
+    for name in ("edgecnn", "recipes"):
+        shutil.copytree(root / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "venv", folder / "venv"], check=True, timeout=120)
+    done = subprocess.run([folder / "venv/bin/pip", "install", "-q", src], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder / "venv/bin"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not all(shutil.which(t) for t in ("xvfb-run", "xdotool")), reason="needs xvfb and xdotool (make gui-deps)")
-def test_window_mode_on_a_virtual_display_quits_on_q(digits_run, tmp_path):
-    """OpenCV's GUI build in a venv layered over this one, the window on Xvfb, q pressed by xdotool."""
-    venv = tmp_path / "gui"
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-    python = venv / "bin" / "python"
-    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True)
-    Path(purelib.stdout.strip(), "edgecnn-under-test.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
-    version = importlib.metadata.version("opencv-python-headless")
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", f"opencv-python=={version}"], check=True, timeout=600)
+@NEEDS_X
+def test_window_mode_from_a_fresh_install_on_a_virtual_display(digits_run, tmp_path):
+    """`pip install edgecnn` into a fresh venv: headless OpenCV only, the window on Xvfb, q pressed by xdotool."""
+    bin_dir = fresh_install(tmp_path)
+    listed = subprocess.run([bin_dir / "pip", "list", "--format", "json"], capture_output=True, text=True, check=True, timeout=120)
+    installed = {p["name"].lower() for p in json.loads(listed.stdout)}
+    assert "opencv-python-headless" in installed and not installed & {"opencv-python", "opencv-contrib-python", "torch"}
     video = tmp_path / "clip.mp4"
     write_digit_video(video, frames=3000)  # longer than the test waits: only q ends it
-    (tmp_path / "press_q.sh").write_text(PRESS_Q)
-    command = [python, "-c", "from edgecnn.cli import app; app()", "camera", digits_run / "model.int8.onnx", "--source", video, "--json"]
-    done = subprocess.run(["xvfb-run", "-a", "bash", "press_q.sh", *map(str, command)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, (tmp_path / "err.txt").read_text()
-    assert (tmp_path / "window.txt").read_text().strip(), "no window titled 'edgecnn model.int8.onnx' appeared"
-    summary = summary_of((tmp_path / "out.jsonl").read_text())
-    assert summary["stopped"] == "window closed" and 0 < summary["frames"] < 3000 and summary["dropped"] == 0
+    command = [bin_dir / "edgecnn", "camera", digits_run / "model.int8.onnx", "--source", video, "--json"]
+    window, out, err = press_q_in_window(command, tmp_path, "edgecnn model.int8.onnx")
+    assert window, f"no window titled 'edgecnn model.int8.onnx' appeared; stderr: {err}"
+    summary = summary_of(out)
+    assert summary["stopped"] == "window closed" and 0 < summary["frames"] < 3000 and summary["dropped"] == 0, (summary, err)
+    assert "error" not in err and "Traceback" not in err, err
 
 
 def test_ctrl_c_stops_with_a_summary(digits_run, tmp_path):
@@ -282,6 +382,37 @@ def test_model_without_metadata_takes_flags(tmp_path):
     result = invoke("camera", model, "--source", images, "--headless", "--size", "32x32", "--labels", "red,green,blue", "--top-k", 1)
     assert result.exit_code == 0, result.output
     assert frame_lines(result.output)[0]["label"] == "red"
+
+
+@pytest.mark.parametrize(
+    "model, args, message",
+    [
+        ("digits", ["--color", "rgb"], r"frames of 8x8 rgb \(from --color rgb\) do not fit the model's input \['batch', 1, 8, 8\]"),
+        ("digits", ["--top-k", "11"], r"--top-k 11 asks for more labels than the 10 classes model.fp32.onnx scores \(accepted: 1 to 10\)"),
+        ("digits", ["--resolution", "640x480"], r"--resolution 640x480 sets the capture size of a webcam index or picamera; source '.*clip.mp4' delivers"),
+        ("rgb", ["--size", "32x32", "--resize", "digit"], r"resize 'digit' needs gray frames; mine.onnx reads rgb \(accepted with rgb: --resize center_crop or stretch\)"),
+        ("rgb", ["--size", "32x32", "--color", "gray"], r"frames of 32x32 gray \(from --color gray, --size 32x32\) do not fit the model's input \[1, 3, 'h', 'w'\]"),
+    ],
+)
+def test_flags_that_contradict_the_model_are_one_line_before_the_first_frame(digits_run, tmp_path, model, args, message):
+    video = tmp_path / "clip.mp4"
+    write_digit_video(video, frames=2)
+    path = digits_run / "model.fp32.onnx" if model == "digits" else _foreign_rgb_model(tmp_path / "mine.onnx")
+    result = invoke("camera", path, "--source", video, "--headless", "--json", *args)
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and result.output.startswith("error: "), result.output
+    assert re.search(message, result.output), result.output
+
+
+def test_top_k_defaults_to_every_class_of_a_two_class_model(tmp_path):
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, 16, 16])
+    y = helper.make_tensor_value_info("logit", TensorProto.FLOAT, [1, 1])  # one sigmoid unit: two classes
+    nodes = [helper.make_node("GlobalAveragePool", ["image"], ["pooled"]), helper.make_node("Flatten", ["pooled"], ["logit"])]
+    model = tmp_path / "bright.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    cv2.imwrite(str(tmp_path / "white.png"), np.full((16, 16, 3), 255, np.uint8))
+    result = invoke("camera", model, "--source", tmp_path / "white.png", "--headless", "--json")
+    assert result.exit_code == 0, result.output
+    assert [t["label"] for t in frame_lines(result.output)[0]["top"]] == ["1", "0"]
 
 
 def test_digit_preprocessing_places_the_ink_as_the_datasets_do():

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from device.test_camera import NEEDS_X, press_q_in_window, summary_of
 from digit_video import write_digit_video
 from typer.testing import CliRunner
 
@@ -49,9 +50,11 @@ def test_bundle_holds_the_model_pinned_runtime_readme_and_scripts(bundle, digits
     assert all("==" in line for line in lines[:-1])
     readme = (bundle / "README.md").read_text()
     for needed in ("64-bit", "--system-site-packages", "./install.sh", "--source picamera", "--headless", "[Service]", "systemctl",
-                   "eval model.int8.onnx --data test.npz"):
+                   "eval model.int8.onnx --data test.npz", "sudo apt install python3-tk"):
         assert needed in readme, needed
+    assert "pip install opencv-python" not in readme  # a second cv2 beside the headless one breaks both
     assert 'camera "$here/model.int8.onnx"' in (bundle / "run.sh").read_text()
+    assert '"$venv/bin/python" -c "import tkinter"' in (bundle / "install.sh").read_text()
 
 
 def test_the_wheel_is_edgecnn_without_extras(bundle):
@@ -98,24 +101,42 @@ def test_bad_model_leaves_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.onnx"]
 
 
-@pytest.mark.slow
-def test_bundle_installs_torch_free_and_classifies_a_video(bundle, tmp_path):
-    """install.sh into a fresh venv (pip may use its caches), then run.sh on a generated video."""
-    env = {**os.environ, "EDGECNN_VENV": str(tmp_path / "venv")}
+@pytest.fixture(scope="module")
+def installed(bundle, tmp_path_factory) -> dict[str, str]:
+    """install.sh into a fresh venv (pip may use its caches); the environment that points run.sh at it."""
+    env = {**os.environ, "EDGECNN_VENV": str(tmp_path_factory.mktemp("installed") / "venv")}
     env.pop("VIRTUAL_ENV", None)
     done = subprocess.run([bundle / "install.sh"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    python = tmp_path / "venv" / "bin" / "python"
-    probe = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
+    return env
+
+
+@pytest.mark.slow
+def test_bundle_installs_torch_free_and_classifies_a_video(bundle, installed, tmp_path):
+    """install.sh into a fresh venv, then run.sh on a generated video."""
+    venv = Path(installed["EDGECNN_VENV"])
+    probe = subprocess.run([venv / "bin" / "python", "-c", "import torch"], capture_output=True, text=True)
     assert "No module named 'torch'" in probe.stderr
     video = tmp_path / "clip.mp4"
     truth = write_digit_video(video, frames=40)
-    run = subprocess.run([bundle / "run.sh", "--source", video, "--headless", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run([bundle / "run.sh", "--source", video, "--headless", "--json"], env=installed, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     frames = [line for line in lines if "frame" in line]
     assert len(frames) == 40 and lines[-1]["summary"]["frames"] == 40
     assert np.mean([f["label"] == str(truth[f["frame"]]) for f in frames]) >= 0.8
-    accuracy = subprocess.run([tmp_path / "venv" / "bin" / "edgecnn", "eval", bundle / "model.int8.onnx", "--data", bundle / "test.npz", "--json"],
+    accuracy = subprocess.run([venv / "bin" / "edgecnn", "eval", bundle / "model.int8.onnx", "--data", bundle / "test.npz", "--json"],
                               capture_output=True, text=True, timeout=120)
     assert accuracy.returncode == 0 and json.loads(accuracy.stdout)["samples"] == 297, accuracy.stderr
+
+
+@pytest.mark.slow
+@NEEDS_X
+def test_bundle_window_opens_on_a_desktop(bundle, installed, tmp_path):
+    """run.sh in window mode on Xvfb, as on a Pi desktop: the bundle's headless OpenCV, the system Python's Tk."""
+    video = tmp_path / "clip.mp4"
+    write_digit_video(video, frames=3000)  # longer than the test waits: only q ends it
+    window, out, err = press_q_in_window([bundle / "run.sh", "--source", video, "--json"], tmp_path, "edgecnn model.int8.onnx", env=installed)
+    assert window, f"no window titled 'edgecnn model.int8.onnx' appeared; stderr: {err}"
+    summary = summary_of(out)
+    assert summary["stopped"] == "window closed" and 0 < summary["frames"] < 3000, (summary, err)
