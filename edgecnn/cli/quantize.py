@@ -3,6 +3,7 @@ search), quantize-layers (the layer ranking). onnxruntime only, no torch."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -10,6 +11,9 @@ import typer
 from rich.table import Table
 
 from edgecnn.cli.app import ForceFlag, JsonFlag, TargetOpt, WideFlag, command, console, fitted_table, kib, show_json
+from edgecnn.errors import EdgecnnError
+from edgecnn.files import refuse_overwrite
+from edgecnn.run import int8_sibling
 
 CalibOpt = Annotated[Optional[Path], typer.Option(help="Calibration data: run folder (its train split) or .npz (default: the model's run).")]
 SamplesOpt = Annotated[int, typer.Option(min=1, help="Calibration samples.")]
@@ -94,6 +98,8 @@ def quantize_search(
     target: TargetOpt = "ort",
     timings: Annotated[Optional[Path], typer.Option(help="Timings measured on the device: the JSON `edgecnn bench --json` wrote there for the --candidates files.")] = None,
     candidates: Annotated[Optional[Path], typer.Option(help="Write fp32 and every candidate within budget to this folder for timing on the device, and stop.")] = None,
+    remote: Annotated[Optional[str], typer.Option(help="Time the candidates on this device over SSH ([user@]host[:port]; as bench --remote) and decide on its timings.")] = None,
+    ssh_config: Annotated[Optional[Path], typer.Option(help="ssh client config for --remote (ssh -F).")] = None,
     calib: CalibOpt = None,
     samples: SamplesOpt = 256,
     out: OutOpt = None,
@@ -105,11 +111,16 @@ def quantize_search(
     from edgecnn.quantize.search import auto_quantize
     from edgecnn.runtime.bench import parse_batches
 
-    result = auto_quantize(
-        model, calib, max_drop=max_drop, target=target, batches=parse_batches(batch),
-        samples=samples, runs=runs, out=out, force=force, show_progress=not json_out,
-        timings=timings, candidates=candidates, parity=arm_parity(target),
-    )
+    settings = dict(max_drop=max_drop, target=target, batches=parse_batches(batch), samples=samples, runs=runs, out=out, force=force, show_progress=not json_out)
+    if remote is not None:
+        if timings is not None or candidates is not None:
+            raise EdgecnnError("--remote times the candidates itself; it takes neither --timings nor --candidates")
+        refuse_overwrite(out or int8_sibling(model), force)  # before the device's minutes, not after
+        with tempfile.TemporaryDirectory(prefix="edgecnn-remote-") as tmp:
+            timings = device_timings(model, calib, settings, remote, ssh_config, Path(tmp))
+            result = auto_quantize(model, calib, **settings, timings=timings, parity=arm_parity(target))
+    else:
+        result = auto_quantize(model, calib, **settings, timings=timings, candidates=candidates, parity=arm_parity(target))
     if json_out:
         return show_json(result)
     if candidates is not None:
@@ -117,6 +128,20 @@ def quantize_search(
                    f"--batch {batch} --json > timings.json, then this command with --timings timings.json")
         return
     _print_decision(result, wide)
+
+
+def device_timings(model: Path, calib: Optional[Path], settings: dict[str, Any], remote: str, ssh_config: Optional[Path], tmp: Path) -> Path:
+    """The search's candidates timed on `remote` (bench --remote), as the timings file --timings reads."""
+    from edgecnn.device.remote import bench_remote
+    from edgecnn.files import write_json
+    from edgecnn.quantize.search import auto_quantize
+
+    written = auto_quantize(model, calib, **{**settings, "out": None, "force": True}, candidates=tmp / "candidates")["candidates"]
+    host = bench_remote([remote], [Path(p) for p in written], target=settings["target"], batches=settings["batches"],
+                        runs=settings["runs"], ssh_config=ssh_config, show_progress=settings["show_progress"])[0]
+    if "error" in host:
+        raise EdgecnnError(f"{remote}: {host['error']}")
+    return write_json(tmp / "timings.json", host)
 
 
 def arm_parity(target: str) -> Any:

@@ -205,3 +205,18 @@ def test_the_fingerprint_has_every_key_here_too():
     info = device_fingerprint()
     assert FINGERPRINT <= set(info) and info["cores"] == os.cpu_count() and info["onnxruntime"] == ort.__version__
     assert info["throttling"] is None or isinstance(info["throttling"], list)
+
+
+@pytest.mark.slow
+@NEEDS_SSHD
+def test_quantize_search_decides_on_the_devices_timings(first_run, device, tmp_path):
+    """--remote: the candidates are timed on the device and the decision says so; the kept model is one of them."""
+    from onnx_nets import save_with_data
+
+    fp32, data = save_with_data(cnn((1, 24, 24), (Block(64, pool=2), Block(64)), classes=10), tmp_path, samples=64)
+    result = invoke("quantize-search", fp32, "--calib", data, "--max-drop", "25", "--batch", "1", "--runs", "20",
+                    "--remote", f"root@127.0.0.1:{device.port}", "--ssh-config", device.config, "--json")
+    assert result.exit_code == 0, result.output
+    decision = json.loads(result.output)
+    assert decision["target"] == "ort" and decision["timed"].startswith("on the device")
+    assert decision["fp32_p50_ms"]["1"] > 0 and any(t["speedup"] for t in decision["trials"] if t["within_budget"])
