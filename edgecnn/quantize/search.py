@@ -12,6 +12,7 @@ import dataclasses
 import shutil
 import tempfile
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,7 @@ def auto_quantize(
     timings: Path | None = None,
     candidates: Path | None = None,
     parity: Callable[[Path], str | None] | None = None,
+    timing_slot: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> dict[str, Any]:
     """Search int8 configurations valid for `target` within `max_drop` accuracy points; keep the fastest
     that beats fp32 where the target loads it.
@@ -92,7 +94,8 @@ def auto_quantize(
     `edgecnn bench --json` wrote on the device, for the models `candidates` wrote (a folder).
     A target with an emulated CPU keeps a model only where `parity` (its verify-arm) returns no
     failure. Where fp32 is kept, nothing is written but the decision: an int8 file already at `out`
-    (only possible with `force`) is left as it was, and the decision says so.
+    (only possible with `force`) is left as it was, and the decision says so. The timing here runs
+    inside `timing_slot()` (a sweep's: alone on its machine).
     """
     model = Path(model)
     goal = resolve_target(target)
@@ -165,7 +168,8 @@ def auto_quantize(
         if measured is not None:
             timing = timed_elsewhere(measured, model, fine, list(batches))
         elif fine:
-            timing = bench_models([model, *(t.model for t in fine)], provider=goal.provider, batches=list(batches), runs=runs, card_options=goal.card_options)
+            with timing_slot():
+                timing = bench_models([model, *(t.model for t in fine)], provider=goal.provider, batches=list(batches), runs=runs, card_options=goal.card_options)
         else:
             timing = None
         for r in timing["results"] if timing else []:

