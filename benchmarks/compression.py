@@ -26,6 +26,7 @@ import importlib.util
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from edgecnn.quantize.model import QuantConfig, quantize_model
 from edgecnn.quantize.search import auto_quantize
 from edgecnn.runtime.bench import machine_info, profile_model
 from edgecnn.runtime.session import Session, load_onnx
+from edgecnn.sweep import ENGINES, TimingSlot, on_engine, resolve_engine
 from edgecnn.train.export import export_run
 from edgecnn.train.fit import train
 from edgecnn.train.prune import prune_run
@@ -145,10 +147,10 @@ def timed_rounds(variants: list[Variant], batches: list[int], runs: int, rounds:
 
 def compress(
     recipe: str, run: Path, prune: bool, targets: list[str], batches: list[int], runs: int, rounds: int,
-    dataset_options: dict[str, str], epochs: int | None = None,
+    dataset_options: dict[str, str], epochs: int | None = None, timing_slot: Callable[[], Any] = nullcontext,
 ) -> dict[str, Any]:
     """Train, export, quantize with ORT's defaults and for each target, optionally prune, then evaluate
-    and time every variant beside the OpenVINO runtime."""
+    and time every variant beside the OpenVINO runtime; every timing inside `timing_slot()`."""
     summary = train(recipe, run, epochs=epochs, show_progress=False, dataset_options=dataset_options or None)
     fp32 = Path(export_run(run)["model"])
     default_int8 = Path(quantize_model(fp32, QuantConfig(), calib=run, out=run / "model.ortdefault.int8.onnx").model)
@@ -156,7 +158,7 @@ def compress(
     families = [("", fp32)]
     pruned = None
     if prune:
-        pruned = prune_run(run, ratio=0.5, runs=20, finetune_epochs=epochs)
+        pruned = prune_run(run, ratio=0.5, runs=20, finetune_epochs=epochs, timing_slot=timing_slot)
         families.append(("pruned.", Path(pruned["model"])))
     decisions = []
     for family, source in families:
@@ -164,7 +166,8 @@ def compress(
             variants.append(Variant(source, "pruned.fp32", "any", "ort"))
         for target in targets:
             out = run / f"model.{family}{target}.int8.onnx"
-            decision = auto_quantize(source, run, target=target, batches=batches, runs=max(50, runs * rounds // 3), out=out, force=True, show_progress=False)
+            decision = auto_quantize(source, run, target=target, batches=batches, runs=max(50, runs * rounds // 3), out=out, force=True,
+                                     show_progress=False, timing_slot=timing_slot)
             decisions.append(decision)
             if Path(decision["kept"]) != source:
                 variants.append(Variant(out, f"{family}int8", target, "edgecnn" if target == "host" else "ort"))
@@ -173,7 +176,9 @@ def compress(
         if pruned:
             variants.append(Variant(Path(pruned["model"]), "pruned.fp32", "any", "openvino"))
     accuracy = {m: evaluate_model(m, run)["accuracy"] for m in {v.model for v in variants}}
-    timing = timed_rounds(variants, batches, runs, rounds)
+    with timing_slot():
+        timing = timed_rounds(variants, batches, runs, rounds)
+        profiles = {v.label: profile_model(v.model, batch=batches[-1], runs=20)["ops"][:6] if v.runtime == "ort" else [] for v in variants}
     rows = []
     for v in variants:
         t = timing[v.label]
@@ -191,7 +196,7 @@ def compress(
                 "p50_ms": {b: t[b]["p50_ms"] for b in batches},
                 "speedup": {b: t[b]["speedup"] for b in batches},
                 "speedup_rounds": {b: t[b]["rounds"] for b in batches},
-                "profile": profile_model(v.model, batch=batches[-1], runs=20)["ops"][:6] if v.runtime == "ort" else [],
+                "profile": profiles[v.label],
             }
         )
     return {
@@ -206,6 +211,33 @@ def compress(
             if r["runtime"] != "openvino" and r["variant"] in ("int8", "pruned.int8", "pruned.fp32") for b in batches if r["speedup"][b] < 1.0
         ],
     }
+
+
+@dataclass(frozen=True)
+class Job:
+    """One recipe's compression, as a task of the sweep's engine."""
+
+    recipe: str
+    run: Path
+    prune: bool
+    targets: list[str]
+    batches: list[int]
+    runs: int
+    rounds: int
+    dataset_options: dict[str, str]
+    epochs: int | None
+
+
+def compress_job(job: Job) -> dict[str, Any]:
+    """compress() holding this machine's timing slot as a sweep cell does: shared while it trains and
+    quantizes, alone while it times, so recipes side by side on Ray time as a serial run does."""
+    with TimingSlot() as slot:
+        return compress(job.recipe, job.run, job.prune, job.targets, job.batches, job.runs, job.rounds,
+                        job.dataset_options, job.epochs, timing_slot=slot.alone)
+
+
+def lost(job: Job, reason: str) -> dict[str, Any]:
+    return {"recipe": job.recipe, "failed": reason}
 
 
 def _speedup(row: dict[str, Any], batch: int) -> str:
@@ -260,6 +292,8 @@ def main() -> None:
     parser.add_argument("--batches", action="append", default=[], help="RECIPE:B1,B2 batch sizes for a recipe (default 1,64)")
     parser.add_argument("--synthetic", default="", help="recipes trained 1 epoch on a generated image folder (speed only)")
     parser.add_argument("--name", default="compression", help="results file stem in benchmarks/results")
+    parser.add_argument("--engine", default="serial", choices=ENGINES, help="recipes one after another, or side by side on Ray (edgecnn sweep's engine)")
+    parser.add_argument("--address", help="an existing Ray cluster for --engine ray")
     args = parser.parse_args()
     if args.runs < 1 or args.rounds < 1:
         parser.error(f"--runs and --rounds must be ≥ 1, got {args.runs} and {args.rounds}")
@@ -268,18 +302,22 @@ def main() -> None:
     prune = set(args.prune.split(","))
     synthetic = {r for r in args.synthetic.split(",") if r}
     targets = [t for t in args.targets.split(",") if t]
-    results = []
+    recipes = [r for r in args.recipes.split(",") if r]
     with tempfile.TemporaryDirectory(prefix="edgecnn-compress-") as tmp:
-        for recipe in [r for r in args.recipes.split(",") if r]:
+        jobs = []
+        for recipe in recipes:
             opts, epochs = options.get(recipe, {}), None
             if recipe in synthetic:
                 opts["data_dir"] = str(synthetic_image_folder(Path(tmp) / f"{recipe}-images"))
                 epochs = 1
-            batches = batch_sets.get(recipe, BATCHES)
-            results.append(compress(recipe, Path(tmp) / recipe, recipe in prune, targets, batches, args.runs, args.rounds, opts, epochs))
-            if recipe in synthetic:
-                results[-1]["data"] = "generated image folder, 1 epoch: latency only, accuracy means nothing"
-            print(f"{recipe}: done", flush=True)
+            jobs.append(Job(recipe, Path(tmp) / recipe, recipe in prune, targets, batch_sets.get(recipe, BATCHES), args.runs, args.rounds, opts, epochs))
+        done = {}
+        for result in on_engine(compress_job, jobs, resolve_engine(args.engine, args.address), args.address, 1, lost):
+            if result["recipe"] in synthetic:
+                result["data"] = "generated image folder, 1 epoch: latency only, accuracy means nothing"
+            done[result["recipe"]] = result
+            print(f"{result['recipe']}: {result.get('failed') or 'done'}", flush=True)
+    results = [done[r] for r in recipes if "failed" not in done[r]]
     RESULTS.mkdir(exist_ok=True)
     text = markdown(results, args.runs, args.rounds)
     write_json(RESULTS / f"{args.name}.json", {"machine": machine_info(), "runs": args.runs, "rounds": args.rounds, "targets": targets, "results": results}, force=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import importlib.util
 import itertools
 import math
@@ -22,10 +23,10 @@ import statistics
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import read_json, save_png, write_json, write_text
@@ -38,6 +39,7 @@ from edgecnn.runtime.targets import TARGETS, resolve_target
 ENGINES = ("auto", "ray", "serial")
 INSTALL = "pip install 'edgecnn[sweep]'"
 NODE = socket.gethostname()
+T, R = TypeVar("T"), TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -291,9 +293,12 @@ def run_sweep(
                 raise EdgecnnError(f"cell {cell.name} in {out} finished with other settings ({changed}); pass --force to run it again, or write elsewhere")
             outcomes[cell] = dataclasses.replace(earlier, reused=True)
     todo = [c for c in cells if c not in outcomes]
-    run = _run_ray if engine == "ray" else _run_serial
+    def lost(cell: Cell, reason: str) -> Outcome:
+        return Outcome(cell, settings.of(cell.recipe), "failed", str(cell_paths(out, cell)[0]), None, None, reason=reason)
+
     with progress_bar(f"sweep ({engine})", len(todo), show_progress) as advance:
-        for outcome in run(todo, settings, out, address) if todo else ():  # nothing left: no Ray to start
+        runs = on_engine(functools.partial(run_cell, settings=settings, root=out), todo, engine, address, settings.threads, lost)
+        for outcome in runs if todo else ():  # nothing left: no Ray to start
             outcomes[outcome.cell] = outcome
             advance(f"{outcome.cell.name}: {outcome.status}")
     ordered = [outcomes[c] for c in cells]
@@ -316,29 +321,33 @@ def run_sweep(
     return result
 
 
-def _run_serial(cells: list[Cell], settings: Settings, root: Path, address: str | None) -> Iterator[Outcome]:
-    for cell in cells:
-        yield run_cell(cell, settings, root)
-
-
-def _run_ray(cells: list[Cell], settings: Settings, root: Path, address: str | None) -> Iterator[Outcome]:
-    """Each cell a Ray task of `threads` CPUs, never retried: a killed worker is that cell's failure. Uses
-    the Ray instance already up, else starts one (a local one on this machine's cores, or joins `address`)."""
+def on_engine(
+    work: Callable[[T], R], items: list[T], engine: str, address: str | None, cpus: int, lost: Callable[[T, str], R]
+) -> Iterator[R]:
+    """`work` on every item, serially or each a Ray task of `cpus` CPUs never retried (a killed worker is
+    that item's failure, `lost(item, reason)`), results in the order they finish. Uses the Ray instance
+    already up, else starts one (a local one on this machine's cores, or joins `address`)."""
+    if engine != "ray":
+        yield from map(work, items)
+        return
     import ray
 
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, **({} if address else {"include_dashboard": False}))
     try:
-        task = ray.remote(num_cpus=settings.threads, max_retries=0)(run_cell)
-        pending = {task.remote(cell, settings, root): cell for cell in cells}
+        def call(item: T) -> R:  # Ray takes functions, not partials
+            return work(item)
+
+        task = ray.remote(num_cpus=cpus, max_retries=0)(call)
+        pending = {task.remote(item): item for item in items}
         while pending:
             [done], _ = ray.wait(list(pending), num_returns=1)
-            cell = pending.pop(done)
+            item = pending.pop(done)
             try:
                 yield ray.get(done)
             except ray.exceptions.RayError as exc:
-                yield Outcome(cell, settings.of(cell.recipe), "failed", str(cell_paths(root, cell)[0]), None, None, reason=_ray_reason(exc))
+                yield lost(item, _ray_reason(exc))
     finally:
         if started:
             ray.shutdown()
