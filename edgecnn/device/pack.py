@@ -2,7 +2,9 @@
 
 edgecnn itself travels as a wheel built here from the installed package files (zipfile, no build
 backend, no network), so a bundle can be made from a source checkout and from a pip install alike,
-and the Pi installs the very code that was tested with the model. Runtime half: no torch.
+and the Pi installs the very code that was tested with the model. With a platform, the wheels of
+every requirement travel too, downloaded here for the Pi's CPU and Python, and the Pi installs
+offline. Runtime half: no torch.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import base64
 import hashlib
 import importlib.metadata
 import os
+import re
 import shutil
 import stat
+import subprocess
 import sys
 import tempfile
 import zipfile
@@ -38,12 +42,28 @@ PI_ENVIRONMENT = {
     "platform_python_implementation": "CPython",
     "extra": "",
 }
+# pack --platform: the devices whose wheels a bundle can carry, and the pip download flags that pick them.
+# Raspberry Pi OS 64-bit bookworm is CPython 3.11 on aarch64 with glibc 2.36, so its pip takes every manylinux
+# tag from 2_17 (alias manylinux2014) to 2_36; pip download does not widen one --platform to older glibcs.
+PLATFORMS = {
+    "bookworm-arm64": (
+        "Raspberry Pi OS 64-bit bookworm: aarch64, CPython 3.11",
+        (*(f"--platform=manylinux_2_{minor}_aarch64" for minor in range(36, 16, -1)), "--platform=manylinux2014_aarch64",
+         "--python-version=3.11", "--implementation=cp", "--abi=cp311"),
+    ),
+}
+CAMERA_EXTRAS = ("simplejpeg",)  # install.sh rebuilds apt's picamera2 stack with it: offline, its wheel must travel too
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same package files give the same wheel
 
 
-def pack_model(model: Path, out: Path, force: bool = False) -> dict[str, Any]:
-    """Write the bundle for `model` to `out`, built in a temporary folder and renamed into place."""
+def pack_model(model: Path, out: Path, force: bool = False, platform: str | None = None) -> dict[str, Any]:
+    """Write the bundle for `model` to `out`, built in a temporary folder and renamed into place.
+
+    `platform` (a PLATFORMS name): the wheels of every requirement for that device go into wheels/,
+    pinned to the versions installed here where the device has a wheel of them.
+    """
     model, out = Path(model), Path(out)
+    check_platform(platform)
     proto = load_onnx(model)
     card = read_card(proto)
     refuse_non_finite_weights(proto, model)
@@ -57,8 +77,8 @@ def pack_model(model: Path, out: Path, force: bool = False) -> dict[str, Any]:
         has_test = run is not None and run.test_npz.is_file()
         if has_test:  # the device reports its own accuracy, without the dataset or the training half
             shutil.copyfile(run.test_npz, tmp / run.test_npz.name)
-        wheel, pins = write_runtime(tmp)
-        (tmp / "README.md").write_text(_readme(model.name, pins, has_preprocess=card.preprocess is not None, has_test=has_test))
+        wheel, pins = write_runtime(tmp, platform)
+        (tmp / "README.md").write_text(_readme(model.name, pins, has_preprocess=card.preprocess is not None, has_test=has_test, platform=platform))
         _write_script(tmp / "run.sh", _RUN.replace("MODEL", model.name))
         replace_dir(tmp, out)
     finally:
@@ -69,18 +89,91 @@ def pack_model(model: Path, out: Path, force: bool = False) -> dict[str, Any]:
         "wheel": f"wheels/{wheel.name}",
         "requirements": pins,
         "pinned_from": f"Python {sys.version.split()[0]} on {os.uname().machine}",
+        "platform": platform,
+        "repinned": repinned(runtime_pins(), pins) if platform else {},
         "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()),
     }
 
 
-def write_runtime(folder: Path) -> tuple[Path, list[str]]:
+def write_runtime(folder: Path, platform: str | None = None) -> tuple[Path, list[str]]:
     """The install half of a bundle in `folder`: a wheel of edgecnn, the pinned requirements.txt and
-    install.sh; returns (wheel, pins). A remote bench ships this alone (edgecnn.device.remote)."""
+    install.sh; returns (wheel, pins). A remote bench ships this alone (edgecnn.device.remote).
+    With a platform, wheels/ also holds every requirement's wheel for it (see platform_pins)."""
     wheel = build_wheel(folder / "wheels")
     pins = runtime_pins()
-    (folder / "requirements.txt").write_text(_requirements(pins, wheel))
+    if platform:
+        pins = platform_pins(pins, folder / "wheels", platform)
+    (folder / "requirements.txt").write_text(_requirements(pins, wheel, platform))
     _write_script(folder / "install.sh", _INSTALL)
     return wheel, pins
+
+
+def check_platform(platform: str | None) -> None:
+    """None (pip resolves on the device) or a PLATFORMS name; anything else is one line naming them."""
+    if platform is not None and platform not in PLATFORMS:
+        accepted = ", ".join(f"{name} ({about})" for name, (about, _) in PLATFORMS.items())
+        raise EdgecnnError(f"unknown --platform {platform!r} (accepted: {accepted})")
+
+
+def platform_pins(pins: list[str], wheels: Path, platform: str) -> list[str]:
+    """Download into `wheels` the platform's wheels of `pins` (runtime_pins) and of CAMERA_EXTRAS; returns
+    the pins of what was downloaded, as `name==version`.
+
+    A version installed here that has no wheel for the platform is let go to edgecnn's own range (any
+    version, for a dependency of a dependency), and pip chooses for the platform; every other pin keeps
+    the version tested here.
+    """
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    check_platform(platform)
+    ranges = {canonicalize_name(r.name): f"{r.name}{r.specifier}" for r in map(Requirement, _base_requirements())}
+    wanted = {canonicalize_name(Requirement(p).name): p.split(";")[0].strip() for p in pins}  # markers were read for the Pi
+    wheels.mkdir(parents=True, exist_ok=True)
+    while True:
+        done = _pip_download([*wanted.values(), *CAMERA_EXTRAS], wheels, platform)
+        if not done.returncode:
+            break
+        errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR:")] or done.stderr.strip().splitlines()[-1:]
+        missing = re.search(r"No matching distribution found for ([A-Za-z0-9][A-Za-z0-9._-]*)==", done.stderr)
+        name = canonicalize_name(missing.group(1)) if missing else None
+        if name not in wanted or "==" not in wanted[name]:
+            raise EdgecnnError(f"pip download for --platform {platform} failed (exit {done.returncode}): "
+                               f"{errors[-1] if errors else 'no output'}")
+        wanted[name] = ranges.get(name, name)
+    return downloaded_pins(wheels, pins)
+
+
+def downloaded_pins(wheels: Path, pins: list[str]) -> list[str]:
+    """`name==version` of each wheel in `wheels` but edgecnn's and CAMERA_EXTRAS', sorted, a name spelled as in
+    `pins` where it is there."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name, parse_wheel_filename
+
+    spelled = {canonicalize_name(Requirement(p).name): Requirement(p).name for p in pins}
+    found: dict[str, str] = {}
+    for path in wheels.glob("*.whl"):
+        name, version, _, _ = parse_wheel_filename(path.name)
+        if name not in {"edgecnn", *CAMERA_EXTRAS}:
+            found[name] = f"{spelled.get(name, name)}=={version}"
+    return [found[k] for k in sorted(found)]
+
+
+def _pip_download(requirements: list[str], wheels: Path, platform: str) -> subprocess.CompletedProcess:
+    _, flags = PLATFORMS[platform]
+    return subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", *flags, "--dest", str(wheels),
+                           *requirements], capture_output=True, text=True)
+
+
+def repinned(host: list[str], pins: list[str]) -> dict[str, str]:
+    """`{name: "version here → version pinned"}` for each pin that is not the version installed here."""
+    from packaging.utils import canonicalize_name
+
+    def versions(lines: list[str]) -> dict[str, str]:
+        return {canonicalize_name(line.split("==")[0]): line.split("==")[1] for line in lines if "==" in line}
+
+    here = versions(host)
+    return {name: f"{here.get(name, 'none')} → {v}" for name, v in versions(pins).items() if here.get(name) != v}
 
 
 def _write_script(path: Path, text: str) -> None:
@@ -157,16 +250,20 @@ def runtime_pins() -> list[str]:
     return [pins[k] for k in sorted(pins)]
 
 
-def _requirements(pins: list[str], wheel: Path) -> str:
+def _requirements(pins: list[str], wheel: Path, platform: str | None) -> str:
+    made = f"pinned as installed where this bundle was made (Python {sys.version.split()[0]})"
+    if platform:
+        made = (f"for {platform} ({PLATFORMS[platform][0]}): {made}\n# wherever {platform} has a wheel of that "
+                "version; the wheels are in wheels/, and install.sh installs from them offline")
     return (
-        f"# edgecnn's runtime half, pinned as installed where this bundle was made (Python {sys.version.split()[0]}).\n"
+        f"# edgecnn's runtime half, {made}.\n"
         "# No torch: training stays on the desktop. Install from the bundle folder: ./install.sh\n"
         + "".join(f"{p}\n" for p in pins)
         + f"./wheels/{wheel.name}\n"
     )
 
 
-def _readme(model: str, pins: list[str], has_preprocess: bool, has_test: bool) -> str:
+def _readme(model: str, pins: list[str], has_preprocess: bool, has_test: bool, platform: str | None) -> str:
     ort = next((p for p in pins if p.lower().startswith("onnxruntime==")), "onnxruntime")
     flags = "" if has_preprocess else (
         "\n`" + model + "` carries no `edgecnn.preprocess` metadata: add `--size HxW --color rgb|gray "
@@ -174,7 +271,9 @@ def _readme(model: str, pins: list[str], has_preprocess: bool, has_test: bool) -
     )
     accuracy = (f".venv/bin/edgecnn eval {model} --data test.npz                 # accuracy on the test split it was trained against\n"
                 if has_test else "")
-    return _README.format(model=model, ort=ort, flags=flags, accuracy=accuracy)
+    offline = (f"\n`wheels/` also holds every requirement's wheel for {platform} ({PLATFORMS[platform][0]}),\n"
+               "simplejpeg's too: `install.sh` installs from them with no internet (`pip install --no-index`).\n" if platform else "")
+    return _README.format(model=model, ort=ort, flags=flags, accuracy=accuracy, offline=offline)
 
 
 _README = """# edgecnn bundle: {model}
@@ -193,7 +292,7 @@ sudo apt install python3-venv python3-picamera2   # picamera2 only for the Camer
 `install.sh` makes the venv with `--system-site-packages` so that apt's picamera2 is visible
 inside it, and reinstalls simplejpeg there: apt's copy is built for Debian's numpy 1.24 and
 fails to import next to the pinned numpy 2.
-
+{offline}
 ## Run
 
 ```sh
@@ -251,10 +350,15 @@ here="$(cd "$(dirname "$0")" && pwd)"
 venv="${EDGECNN_VENV:-$here/.venv}"
 cd "$here"
 python3 -m venv --system-site-packages "$venv"   # apt's picamera2 stays importable
-"$venv/bin/pip" install -r requirements.txt
+set -- wheels/*.whl
+index=""
+if [ "$#" -gt 1 ]; then   # edgecnn pack --platform put every wheel beside edgecnn's: no index, no internet
+    index="--no-index --find-links wheels"
+fi
+"$venv/bin/pip" install $index -r requirements.txt
 if [ -d /usr/lib/python3/dist-packages/picamera2 ]; then
     echo "picamera2 found: installing simplejpeg into the venv, built for its numpy"
-    "$venv/bin/pip" install --force-reinstall --no-deps simplejpeg
+    "$venv/bin/pip" install $index --force-reinstall --no-deps simplejpeg
 fi
 if ! "$venv/bin/python" -c "import tkinter" 2>/dev/null; then
     echo "no tkinter: the camera window needs sudo apt install python3-tk (--headless runs without it)"

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 
 from edgecnn import __version__
 from edgecnn.cli import app
+from edgecnn.device.pack import downloaded_pins, platform_pins, repinned
 
 WHEEL = f"wheels/edgecnn-{__version__}-py3-none-any.whl"
 
@@ -55,6 +57,7 @@ def test_bundle_holds_the_model_pinned_runtime_readme_and_scripts(bundle, digits
     assert "pip install opencv-python" not in readme  # a second cv2 beside the headless one breaks both
     assert 'camera "$here/model.int8.onnx"' in (bundle / "run.sh").read_text()
     assert '"$venv/bin/python" -c "import tkinter"' in (bundle / "install.sh").read_text()
+    assert "bookworm-arm64" not in readme and "--no-index" not in readme  # no wheels of its own: pip resolves on the Pi
 
 
 def test_the_wheel_is_edgecnn_without_extras(bundle):
@@ -140,3 +143,84 @@ def test_bundle_window_opens_on_a_desktop(bundle, installed, tmp_path):
     assert window, f"no window titled 'edgecnn model.int8.onnx' appeared; stderr: {err}"
     summary = summary_of(out)
     assert summary["stopped"] == "window closed" and 0 < summary["frames"] < 3000, (summary, err)
+
+
+def test_a_bad_platform_is_one_line_naming_the_accepted_ones(digits_run, tmp_path):
+    result = invoke("pack", digits_run / "model.int8.onnx", "-o", tmp_path / "b", "--platform", "pi")
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith("error: unknown --platform 'pi' (accepted: bookworm-arm64 (Raspberry Pi OS 64-bit bookworm")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_pins_are_what_was_downloaded_spelled_as_here(tmp_path):
+    """platform_pins reads its pins back from the wheels pip chose; edgecnn's own and simplejpeg's are not pins."""
+    names = ["numpy-2.4.6-cp311-cp311-manylinux_2_27_aarch64.manylinux_2_28_aarch64.whl",
+             "opencv_python_headless-5.0.0.93-cp37-abi3-manylinux_2_28_aarch64.whl", "typing_extensions-4.16.0-py3-none-any.whl",
+             "new_dep-1.0-py3-none-any.whl", f"edgecnn-{__version__}-py3-none-any.whl",
+             "simplejpeg-1.9.0-cp311-cp311-manylinux2014_aarch64.manylinux_2_17_aarch64.whl"]
+    for name in names:
+        (tmp_path / name).touch()
+    host = ["numpy==2.3.1", "opencv-python-headless==5.0.0.93", "typing_extensions==4.16.0"]
+    pins = downloaded_pins(tmp_path, host)
+    assert pins == ["new-dep==1.0", "numpy==2.4.6", "opencv-python-headless==5.0.0.93", "typing_extensions==4.16.0"]
+    assert repinned(host, pins) == {"new-dep": "none → 1.0", "numpy": "2.3.1 → 2.4.6"}
+
+
+def _tiny_wheel(folder: Path, name: str, version: str) -> Path:
+    """A pure-Python wheel holding one module, as pip download leaves them."""
+    dist = f"{name}-{version}.dist-info"
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as whl:
+        whl.writestr(f"{name}.py", "ANSWER = 42\n")
+        whl.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        whl.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        whl.writestr(f"{dist}/RECORD", "")
+    return path
+
+
+def test_install_sh_installs_offline_when_the_wheels_came_with_the_bundle(bundle, tmp_path):
+    """The bundle's install.sh: with a wheel beside edgecnn's it asks no index (one that cannot answer is set),
+    and installs from wheels/."""
+    folder = tmp_path / "bundle"
+    (folder / "wheels").mkdir(parents=True)
+    shutil.copy(bundle / "install.sh", folder)
+    _tiny_wheel(folder / "wheels", "edgecnn", "0")  # the count install.sh goes by: more than edgecnn's wheel
+    _tiny_wheel(folder / "wheels", "tiny", "1.0")
+    (folder / "requirements.txt").write_text("tiny==1.0\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") and k != "VIRTUAL_ENV"}
+    env.update(EDGECNN_VENV=str(tmp_path / "venv"), PIP_CONFIG_FILE=os.devnull, PIP_INDEX_URL="http://127.0.0.1:9/simple")
+    done = subprocess.run([folder / "install.sh"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    probe = subprocess.run([tmp_path / "venv" / "bin" / "python", "-c", "import tiny; print(tiny.ANSWER)"], capture_output=True, text=True)
+    assert probe.stdout == "42\n", probe.stderr
+
+
+@pytest.mark.slow
+def test_a_platform_bundle_carries_aarch64_wheels_pinned_as_here(digits_run, tmp_path):
+    """pack --platform: pip download for aarch64 CPython 3.11; every pin has its wheel, at the version installed here."""
+    out = tmp_path / "bundle"
+    result = invoke("pack", digits_run / "model.int8.onnx", "-o", out, "--platform", "bookworm-arm64", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["platform"] == "bookworm-arm64" and report["repinned"] == {}  # every version here has its aarch64 wheel
+    lines = [line for line in (out / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
+    assert f"onnxruntime=={ort.__version__}" in lines and f"numpy=={np.__version__}" in lines and lines[-1] == f"./{WHEEL}"
+    wheels = {w.name for w in (out / "wheels").iterdir()}
+    for pin in lines[:-1]:
+        name, version = pin.split("==")
+        prefix = f"{name.lower().replace('-', '_')}-{version}-"
+        found = [w for w in wheels if w.lower().startswith(prefix)]
+        assert len(found) == 1 and (found[0].endswith("-any.whl") or "aarch64" in found[0]) and "x86_64" not in found[0], (pin, found)
+    assert any(w.startswith("simplejpeg-") and "aarch64" in w for w in wheels)  # install.sh's picamera2 step, offline too
+    assert "installs from them with no internet" in (out / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_version_without_a_wheel_for_the_pi_is_left_to_pip(tmp_path):
+    """numpy 1.21 has no CPython 3.11 wheel: its pin goes to edgecnn's range and pip's choice for the Pi."""
+    from packaging.version import Version
+
+    pins = platform_pins(["numpy==1.21.6"], tmp_path, "bookworm-arm64")
+    assert len(pins) == 1 and pins[0].startswith("numpy==") and Version(pins[0].split("==")[1]) >= Version("1.24")
+    assert any(w.name.startswith(pins[0].replace("==", "-") + "-cp311-cp311-") and "aarch64" in w.name for w in tmp_path.iterdir())
+    assert repinned(["numpy==1.21.6"], pins) == {"numpy": f"1.21.6 → {pins[0].split('==')[1]}"}
