@@ -244,7 +244,8 @@ def test_ctrl_c_in_train_says_where_to_resume(tmp_path):
 
     run = tmp_path / "digits"
     edgecnn = [sys.executable, "-c", "from edgecnn.cli import app; app()"]
-    proc = subprocess.Popen([*edgecnn, "train", "digits", "--out", str(run), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*edgecnn, "train", "digits", "--out", str(run), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # a shell's background job ignores SIGINT
     deadline = time.monotonic() + 120
     while not (run / "checkpoint.pt").is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

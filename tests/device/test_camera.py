@@ -354,7 +354,8 @@ def test_ctrl_c_stops_with_a_summary(digits_run, tmp_path):
     write_digit_video(video, frames=400)
     code = "from edgecnn.cli import app; app()"
     args = [sys.executable, "-c", code, "camera", str(digits_run / "model.fp32.onnx"), "--source", str(video), "--headless", "--json"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # a shell's background job ignores SIGINT
     proc.stdout.readline()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
