@@ -118,9 +118,9 @@ def quantize_search(
         refuse_overwrite(out or int8_sibling(model), force)  # before the device's minutes, not after
         with tempfile.TemporaryDirectory(prefix="edgecnn-remote-") as tmp:
             timings = device_timings(model, calib, settings, remote, ssh_config, Path(tmp))
-            result = auto_quantize(model, calib, **settings, timings=timings, parity=arm_parity(target))
+            result = auto_quantize(model, calib, **settings, timings=timings, parity=arm_parity(target, model, calib))
     else:
-        result = auto_quantize(model, calib, **settings, timings=timings, candidates=candidates, parity=arm_parity(target))
+        result = auto_quantize(model, calib, **settings, timings=timings, candidates=candidates, parity=arm_parity(target, model, calib))
     if json_out:
         return show_json(result)
     if candidates is not None:
@@ -144,19 +144,22 @@ def device_timings(model: Path, calib: Optional[Path], settings: dict[str, Any],
     return write_json(tmp / "timings.json", host)
 
 
-def arm_parity(target: str) -> Any:
+def arm_parity(target: str, model: Path, calib: Optional[Path]) -> Any:
     """For a Pi target: a check that a candidate's outputs under the emulated CPU match this machine's
-    (verify-arm), returning why not; None for other targets."""
+    (verify-arm on the fp32 model's test split, or --calib's data), returning why not; None elsewhere."""
+    from edgecnn.run import Run
     from edgecnn.runtime.targets import resolve_target
 
     cpu = resolve_target(target).arm_cpu
     if cpu is None:
         return None
+    run = Run.of(model)
+    data = calib if calib is not None else (run.root if run is not None else None)
 
-    def parity(model: Path) -> str | None:
+    def parity(candidate: Path) -> str | None:
         from edgecnn.device.arm import verify_arm
 
-        result = verify_arm(model, cpu=cpu, samples=64, log=lambda _: None)
+        result = verify_arm(candidate, cpu=cpu, data=data, samples=64, log=lambda _: None)
         return None if result["passed"] else (
             f"verify-arm --cpu {cpu}: top-1 agreement {result['top1_agreement']:.1%}, max |Δ| {result['max_abs_diff']:.3g} (wants {result['criterion']})")
 

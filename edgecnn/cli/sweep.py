@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from edgecnn.cli.app import ForceFlag, JsonFlag, WideFlag, console, fitted_table, show_json
+from edgecnn.cli.app import JsonFlag, WideFlag, console, fitted_table, show_json
 from edgecnn.cli.train import training_command
 from edgecnn.errors import EdgecnnError
 

@@ -194,9 +194,15 @@ def test_quantize_passes_reach_the_card(digits_run, tmp_path):
     assert card.quantization.passes == ("float-stem", "float-pool", "float-head")
     assert card.session_options.disabled_optimizers == ("QDQPropagationTransformer",)
     assert {"/2/MaxPool_to_nhwc", "/9/Gemm"} <= {n.name for n in model.graph.node}
+    assert card.quantization.targets == ("host",) and card.quantization.kept_for is None
+    shown = " ".join(invoke("info", tmp_path / "flags.int8.onnx").output.split())  # the console folds long lines
+    assert "int8 valid for targets: host" in shown and "only with edgecnn's session options (QDQPropagationTransformer off)" in shown
+    timed = " ".join(invoke("bench", digits_run / "model.fp32.onnx", tmp_path / "flags.int8.onnx", "--batch", "1", "--runs", "5").output.split())
+    assert "timed as any ONNX Runtime program loads it" in timed and "target ort" in timed
     out = tmp_path / "s2d.int8.onnx"
     assert invoke("quantize", digits_run / "model.fp32.onnx", "--calib", digits_run, "--samples", 32, "--pass", "s2d-stem", "--out", out).exit_code == 0
     assert read_card(onnx.load(str(out))).quantization.passes == ("s2d-stem",)
+    assert read_card(onnx.load(str(out))).quantization.targets == ("ort", "host", "pi4", "pi5")
     refused = tmp_path / "both.int8.onnx"
     assert_one_line_error(invoke("quantize", digits_run / "model.fp32.onnx", "--calib", digits_run, "--pass", "s2d-stem", "--pass", "float-stem",
                                  "--out", refused), "pass s2d-stem cannot be combined with float-stem")
