@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from edgecnn.engine import ENGINES, TimingSlot, on_engine, resolve_engine
 from edgecnn.files import write_json, write_text
 from edgecnn.graph.count import count_macs
 from edgecnn.measure import evaluate_model
@@ -41,7 +42,6 @@ from edgecnn.quantize.model import QuantConfig, quantize_model
 from edgecnn.quantize.search import auto_quantize
 from edgecnn.runtime.bench import machine_info, profile_model
 from edgecnn.runtime.session import Session, load_onnx
-from edgecnn.sweep import ENGINES, TimingSlot, on_engine, resolve_engine
 from edgecnn.train.export import export_run
 from edgecnn.train.fit import train
 from edgecnn.train.prune import prune_run

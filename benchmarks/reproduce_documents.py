@@ -24,9 +24,10 @@ from typing import Any
 import torch
 
 from edgecnn.data.idx import missing_idx_files, mnist_cache_dir
+from edgecnn.engine import ENGINES
 from edgecnn.files import read_json, write_json, write_text
 from edgecnn.run import Run
-from edgecnn.sweep import ENGINES, Settings, grid, run_sweep
+from edgecnn.sweep import Settings, grid, run_sweep
 from recipes import get_recipe
 
 RESULTS = Path(__file__).parent / "results"

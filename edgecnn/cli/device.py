@@ -108,7 +108,7 @@ def verify_arm(
     """Outputs on aarch64 onnxruntime under QEMU vs this host: fp32 max |Δ| ≤ 1e-4, int8 bit-exact, same top-1.
     With --bundle: the bundle installed and run as on a Pi, the same top-1 label on every video frame."""
     from edgecnn.device.arm import verify_arm as verify
-    from edgecnn.device.arm import verify_bundle
+    from edgecnn.device.emulated_pi import verify_bundle
 
     if (model is None) == (bundle is None):
         raise EdgecnnError("verify-arm takes a MODEL or --bundle BUNDLE --video FILE, " + ("not both" if model else "got neither"))

@@ -2,16 +2,13 @@
 
 The arm64 side is Debian bookworm's python3.11 (as Raspberry Pi OS bookworm) extracted by
 mmdebstrap, plus the aarch64 wheels of this host's onnxruntime and numpy versions; both are
-built once by an explicit, logged `--setup` and cached. A bundle from `pack --platform` is run
-as a Pi runs it: its install.sh and run.sh in that rootfs, chrooted in a user namespace whose
-own binfmt_misc hands aarch64 programs to QEMU, with no network. Emulation is ~300× slower than
-a Pi: this proves outputs, never timings. Runtime half: no torch.
+built once by an explicit, logged `--setup` and cached (a bundle run in it: edgecnn.device.emulated_pi).
+Emulation is ~300× slower than a Pi: this proves outputs, never timings. Runtime half: no torch.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -42,13 +39,6 @@ PLATFORM = "bookworm-arm64"  # pack --platform's name for it: the wheels a bundl
 ROOTFS_PACKAGES = ("python3.11", "libstdc++6", "python3-venv", "dash", "coreutils")
 FP32_LIMIT = 1e-4  # float kernels may sum in another order on NEON; more than this is a real difference
 RUN_TIMEOUT_S = 900  # an emulated run longer than this asks for fewer --samples
-INSTALL_TIMEOUT_S = 900  # install.sh under QEMU: a venv and ~90 MB of wheels, a few minutes
-GUEST_HOME = "/home/pi"  # the bundle goes to GUEST_HOME/bundle in the rootfs, as on a Pi
-_GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # Debian's root PATH, for the namespace's tools too
-# binfmt_misc's entry for aarch64 ELF programs (the magic and mask of Debian's qemu-user-static); flag F opens QEMU
-# when registered, so it runs programs inside the chroot, which has no x86 QEMU
-BINFMT = (r":edgecnn-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00"
-          r":\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:{qemu}:F")
 BATCH = 32  # both sides run the same batches, so kernels see the same shapes
 QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
 
@@ -75,7 +65,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgecnn" / "arm"
 
 
-def _paths(cache: Path) -> tuple[Path, Path]:
+def arm_paths(cache: Path) -> tuple[Path, Path]:
     """(rootfs, site folder): the rootfs is per package list, the site folder per onnxruntime and numpy
     version, as on this host."""
     packages = hashlib.sha256(" ".join(ROOTFS_PACKAGES).encode()).hexdigest()[:8]
@@ -113,7 +103,7 @@ def _check_tools(setup: bool) -> None:
 
 def setup_arm(cache: Path, mirror: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Build what is missing of the arm64 rootfs and the aarch64 wheels in `cache`, logging each step."""
-    rootfs, site = _paths(cache)
+    rootfs, site = arm_paths(cache)
     _check_tools(setup=not rootfs.is_dir())
     cache.mkdir(parents=True, exist_ok=True)
     done: dict[str, Any] = {"cache": str(cache)}
@@ -179,7 +169,7 @@ json.dump({"machine": platform.machine(), "python": platform.python_version(), "
 
 def run_emulated(model: Path, x: np.ndarray, cpu: str, cache: Path, disabled: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
     """Outputs of `model` on `x` from aarch64 onnxruntime under QEMU, with the guest's versions."""
-    rootfs, site = _paths(cache)
+    rootfs, site = arm_paths(cache)
     qemu_cpu, cpuinfo = CPUS[cpu]
     (rootfs / "proc").mkdir(exist_ok=True)
     (rootfs / "proc" / "cpuinfo").write_text(cpuinfo)  # QEMU_LD_PREFIX serves it for /proc/cpuinfo
@@ -205,7 +195,7 @@ def run_emulated(model: Path, x: np.ndarray, cpu: str, cache: Path, disabled: li
         return np.load(f"{tmp}/y.npy"), json.loads(Path(tmp, "info.json").read_text())
 
 
-def _check_options(cpu: str, samples: int) -> None:
+def check_options(cpu: str, samples: int) -> None:
     if cpu not in CPUS:
         raise EdgecnnError(f"unknown --cpu {cpu!r} (accepted: {', '.join(CPUS)})")
     if samples < 1:
@@ -229,12 +219,12 @@ def verify_arm(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Host vs emulated aarch64 outputs: fp32 within FP32_LIMIT, int8 bit-exact, top-1 identical."""
-    _check_options(cpu, samples)
+    check_options(cpu, samples)
     model = Path(model)
     cache = Path(cache) if cache else cache_dir()
     session = Session(model, threads=1)
     x, y, source = _samples(session, model, data, samples)
-    setup_result = _environment(cache, setup, mirror, log)
+    setup_result = arm_environment(cache, setup, mirror, log)
     host = np.concatenate([session.run(x[i : i + BATCH]) for i in range(0, len(x), BATCH)])
     log(f"verify-arm: {len(x)} samples through aarch64 onnxruntime under QEMU ({CPUS[cpu][0]})")
     t0 = time.perf_counter()
@@ -268,9 +258,9 @@ def verify_arm(
     return result
 
 
-def _environment(cache: Path, setup: bool, mirror: str | None, log: Callable[[str], None]) -> dict[str, Any] | None:
+def arm_environment(cache: Path, setup: bool, mirror: str | None, log: Callable[[str], None]) -> dict[str, Any] | None:
     """The cached arm64 environment, built first with `setup`: that setup's record, or None."""
-    rootfs, site = _paths(cache)
+    rootfs, site = arm_paths(cache)
     setup_result = None
     if setup:
         t0 = time.perf_counter()
@@ -293,169 +283,3 @@ def _samples(session: Session, model: Path, data: Path | None, n: int) -> tuple[
     split, source = resolve_split(data, model, "test")
     session.check_input(split.x[:1])
     return split.x[:n].astype(session.input_dtype), split.y[:n], source
-
-
-# Run as `unshare ... sh -c _NAMESPACE sh ROOTFS SCRATCH BINFMT COMMAND...` in new user, mount, PID and network
-# namespaces: the rootfs under an overlay (the cache stays as built), the host's /dev and /sys, a /proc with a Pi's
-# cpuinfo, and a binfmt_misc of this namespace's own (Linux 6.7+) that hands aarch64 programs to QEMU; no network.
-_NAMESPACE = """set -eu
-rootfs=$1 scratch=$2 register=$3
-shift 3
-root=$scratch/root
-mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$scratch/upper,workdir=$scratch/work" "$root"
-mkdir -p "$root/dev" "$root/sys" "$root/proc"
-mount --rbind /dev "$root/dev"
-mount --rbind /sys "$root/sys"
-mount -t proc proc "$root/proc"
-mount --bind "$scratch/cpuinfo" "$root/proc/cpuinfo"
-if ! mount -t binfmt_misc binfmt_misc "$scratch/binfmt" 2>/dev/null; then
-    echo "binfmt_misc cannot be mounted in a user namespace on Linux $(uname -r) (6.7 or later can)" >&2
-    exit 1
-fi
-printf '%s' "$register" > "$scratch/binfmt/register"
-exec chroot "$root" "$@"
-"""
-
-
-def verify_bundle(
-    bundle: Path,
-    video: Path,
-    cpu: str = "pi4",
-    samples: int = 200,
-    setup: bool = False,
-    cache: Path | None = None,
-    mirror: str | None = None,
-    log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """The bundle as a Pi runs it: install.sh offline, then run.sh --headless on the first `samples` frames
-    of `video`, in the arm64 rootfs under QEMU; passes when every frame's top-1 label equals this host's
-    `edgecnn camera` on the same frames."""
-    from edgecnn.device.camera import run_camera
-
-    _check_options(cpu, samples)
-    bundle, video = Path(bundle), Path(video)
-    if not video.is_file():
-        raise EdgecnnError(f"--video {video} is not a file (accepted: a video file OpenCV reads, such as .mp4)")
-    model = _bundle_model(bundle)
-    cache = Path(cache) if cache else cache_dir()
-    setup_result = _environment(cache, setup, mirror, log)
-    for tool in ("unshare", "chroot"):
-        if not shutil.which(tool, path=_GUEST_PATH):
-            raise EdgecnnError(f"verify-arm --bundle needs {tool} (Debian: util-linux and coreutils)")
-    with tempfile.TemporaryDirectory(prefix=".bundle-", dir=cache) as tmp:
-        scratch = Path(tmp)
-        home = scratch / "upper" / GUEST_HOME.lstrip("/")
-        shutil.copytree(bundle, home / "bundle", symlinks=True, ignore=shutil.ignore_patterns(".venv"))
-        clip = home / f"{video.stem}.mkv"
-        count = _lossless_copy(video, clip, samples)
-        log(f"verify-arm: {count} frames of {video.name} decoded here and written lossless to {clip.name} for both sides")
-        host_lines: list[str] = []
-        run_camera(model, str(clip), headless=True, emit=host_lines.append)
-        host = _frames(host_lines)
-        guest = _install_and_run(_paths(cache)[0], scratch, cpu, clip.name, log)
-    arm = guest.pop("frames")
-    mismatches = [{"frame": i, "host": h["label"], "arm": a["label"]} for i, (h, a) in enumerate(zip(host, arm)) if h["label"] != a["label"]]
-    return {
-        "bundle": str(bundle),
-        "model": model.name,
-        "video": str(video),
-        "decoded": f"the first {count} frames, decoded here and written lossless (FFV1) for both sides",
-        "cpu": cpu,
-        "qemu_cpu": CPUS[cpu][0],
-        "frames": {"host": len(host), "arm": len(arm)},
-        "label_agreement": (len(host) - len(mismatches)) / len(host) if host and len(host) == len(arm) else 0.0,
-        "mismatches": mismatches,
-        "max_top1_p_diff": max((abs(h["p"] - a["p"]) for h, a in zip(host, arm)), default=0.0),
-        "criterion": "install.sh offline, then the same top-1 label on every frame",
-        "passed": bool(host) and len(host) == len(arm) and not mismatches,
-        "host": {"machine": platform.machine(), "onnxruntime": ort.__version__, "numpy": np.__version__},
-        **guest,
-        "setup": setup_result,
-    }
-
-
-def _install_and_run(rootfs: Path, scratch: Path, cpu: str, clip: str, log: Callable[[str], None]) -> dict[str, Any]:
-    """install.sh, then run.sh --headless on `clip`, of the bundle laid out in `scratch`/upper: the per-frame
-    records, what the venv holds, and the seconds each took."""
-    qemu_cpu, cpuinfo = CPUS[cpu]
-    for folder in ("work", "root", "binfmt"):
-        (scratch / folder).mkdir()
-    (scratch / "cpuinfo").write_text(cpuinfo)
-    bundle = f"{GUEST_HOME}/bundle"
-    log(f"verify-arm: {bundle}/install.sh in the arm64 rootfs under QEMU ({qemu_cpu}), no network")
-    t0 = time.perf_counter()
-    _in_rootfs(rootfs, scratch, qemu_cpu, [f"{bundle}/install.sh"], INSTALL_TIMEOUT_S)
-    install_s = time.perf_counter() - t0
-    site = next((scratch / "upper" / bundle.lstrip("/") / ".venv" / "lib").glob("python3*/site-packages"))
-    log(f"verify-arm: installed in {install_s:.0f} s; {bundle}/run.sh --source {clip} --headless")
-    t0 = time.perf_counter()
-    done = _in_rootfs(rootfs, scratch, qemu_cpu, [f"{bundle}/run.sh", "--source", f"{GUEST_HOME}/{clip}", "--headless", "--json"], RUN_TIMEOUT_S)
-    return {
-        "frames": _frames(done.stdout.splitlines()),
-        "installed": sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions(path=[str(site)])),
-        "install_seconds": round(install_s, 1),
-        "emulated_seconds": round(time.perf_counter() - t0, 1),
-    }
-
-
-def _lossless_copy(video: Path, out: Path, frames: int) -> int:
-    """The first `frames` frames of `video`, decoded here and written lossless (FFV1) to `out`; returns their count.
-
-    Lossy decoders differ across CPUs: OpenCV's FFmpeg decodes an MPEG-4 (mp4v) clip up to 3 levels apart on
-    most pixels on x86-64 and aarch64. With the same pixels on both sides, a label that differs is the bundle's.
-    """
-    import cv2
-
-    from edgecnn.device.capture import open_source
-
-    source = open_source(str(video))
-    writer = None
-    count = 0
-    try:
-        while count < frames and (frame := source.read()) is not None:
-            if writer is None:
-                writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"FFV1"), source.fps or 30.0, (frame.shape[1], frame.shape[0]))
-                if not writer.isOpened():
-                    raise EdgecnnError(f"this OpenCV ({cv2.__version__}) cannot write FFV1 video to {out.name}; opencv-python-headless can")
-            writer.write(frame)
-            count += 1
-    finally:
-        source.close()
-        if writer is not None:
-            writer.release()
-    return count
-
-
-def _bundle_model(bundle: Path) -> Path:
-    """The model of a bundle from `pack --platform`; refuses a folder that is not one."""
-    fix = f"make one with edgecnn pack MODEL -o {bundle} --platform {PLATFORM}"
-    if not (bundle / "install.sh").is_file() or not (bundle / "run.sh").is_file():
-        raise EdgecnnError(f"--bundle {bundle} has no install.sh and run.sh: {fix}")
-    if not any("aarch64" in wheel.name for wheel in bundle.glob("wheels/*.whl")):
-        raise EdgecnnError(f"--bundle {bundle} carries no aarch64 wheels, so its install.sh would need the internet: {fix}")
-    models = sorted(bundle.glob("*.onnx"))
-    if len(models) != 1:
-        raise EdgecnnError(f"--bundle {bundle} holds {len(models)} .onnx files (accepted: the one model pack puts there)")
-    return models[0]
-
-
-def _in_rootfs(rootfs: Path, scratch: Path, qemu_cpu: str, command: list[str], timeout: int) -> subprocess.CompletedProcess:
-    """`command` chrooted in the overlaid rootfs under QEMU (_NAMESPACE); an EdgecnnError with its last line if it fails."""
-    register = BINFMT.format(qemu=shutil.which("qemu-aarch64-static"))
-    env = {"PATH": _GUEST_PATH, "HOME": GUEST_HOME, "LANG": "C.UTF-8", "QEMU_CPU": qemu_cpu}
-    cmd = ["unshare", "--user", "--map-root-user", "--mount", "--pid", "--net", "--fork", "--kill-child",
-           "sh", "-c", _NAMESPACE, "sh", str(rootfs), str(scratch), register, *command]
-    name = Path(command[0]).name
-    try:
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise EdgecnnError(f"{name} took over {timeout} s under QEMU; a shorter --video or fewer --samples") from None
-    if done.returncode:
-        lines = [line for line in (done.stderr.strip() or done.stdout.strip()).splitlines() if line.strip()]
-        raise EdgecnnError(f"{name} failed under QEMU ({qemu_cpu}, exit {done.returncode}): {lines[-1] if lines else 'no output'}")
-    return done
-
-
-def _frames(lines: list[str]) -> list[dict[str, Any]]:
-    """The per-frame records of `edgecnn camera --headless` output, in order."""
-    return [record for record in (json.loads(line) for line in lines if line.startswith("{")) if "frame" in record]

@@ -27,7 +27,7 @@ def arm_cache(request) -> Path:
     """edgecnn's arm64 cache (rootfs and aarch64 wheels), built here when missing: a fresh machine (CI)
     gets it from the Debian mirror and PyPI, as `verify-arm --setup` would; later runs reuse it."""
     cache = arm.cache_dir()
-    rootfs, site = arm._paths(cache)
+    rootfs, site = arm.arm_paths(cache)
     if rootfs.is_dir() and site.is_dir():
         return cache
     if not TOOLS:
