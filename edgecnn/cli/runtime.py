@@ -84,29 +84,23 @@ def bench(
         refuse_overwrite(out, force)
     batches = parse_batches(batch)
     if remote:
-        from edgecnn.device.remote import bench_remote, device_summary
+        from edgecnn.device.remote import bench_remote
         from edgecnn.errors import EdgecnnError
 
         if profile or ep or strict or device_id:
             raise EdgecnnError("--remote takes --target, --provider, --batch, --threads, --warmup and --runs; --profile, --ep, --strict and --device-id are for a bench here")
         hosts = bench_remote(remote, models, target=target, provider=provider, batches=batches, threads=threads, warmup=warmup, runs=runs,
                              ssh_config=ssh_config, show_progress=not json_out)
-        done = [h for h in hosts if "error" not in h]
         if out:
             write_json(out, hosts, force=force)
         if json_out:
             show_json(hosts)
-        elif done:
-            rows = [[h["host"], r["variant"], str(r["batch"]), f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
-                     f"{r['throughput']:,.0f}", f"{r['size_bytes'] / 1024:.1f}", f"{r['speedup']:.2f}×"] for h in done for r in h["results"]]
-            console.print(fitted_table(["host", "model", "batch", "p50 ms", "p90 ms", "p99 ms", "per s", "KiB", "speedup"], rows, secondary=("p90 ms", "KiB"),
-                                       wide=wide, title=f"target {done[0]['target']} ({done[0]['provider']}), {threads or 'default'} thread(s)"))
-            for h in done:
-                console.print(f"{h['host']}: {device_summary(h['device'])}", highlight=False)
+        else:
+            print_hosts([h for h in hosts if "error" not in h], threads, wide)
         for h in hosts:
             if "error" in h:
                 typer.echo(f"error: {h['host']}: {h['error']}", err=True)
-        if len(done) < len(hosts):
+        if any("error" in h for h in hosts):
             raise typer.Exit(2)
         return
     options = parse_provider_options(ep or [], device_id=device_id, strict=strict)
@@ -141,6 +135,20 @@ def bench(
         console.print(f"{Path(model).name} at batch {batches[-1]}: " + ", ".join(
             f"{o['op']} {100 * o['share']:.0f}% ({o['us_per_run']:.0f} µs)" for o in found["ops"][:6])
             + "; by provider: " + ", ".join(f"{p['provider']} {100 * p['share']:.0f}%" for p in found["providers"]), highlight=False)
+
+
+def print_hosts(done: list[dict[str, Any]], threads: int, wide: bool) -> None:
+    """The hosts that answered, in one table with a host column, then each device's fingerprint."""
+    from edgecnn.device.remote import device_summary
+
+    if not done:
+        return
+    rows = [[h["host"], r["variant"], str(r["batch"]), f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
+             f"{r['throughput']:,.0f}", f"{r['size_bytes'] / 1024:.1f}", f"{r['speedup']:.2f}×"] for h in done for r in h["results"]]
+    console.print(fitted_table(["host", "model", "batch", "p50 ms", "p90 ms", "p99 ms", "per s", "KiB", "speedup"], rows, secondary=("p90 ms", "KiB"),
+                               wide=wide, title=f"target {done[0]['target']} ({done[0]['provider']}), {threads or 'default'} thread(s)"))
+    for h in done:
+        console.print(f"{h['host']}: {device_summary(h['device'])}", highlight=False)
 
 
 def bench_target(target: str | None, provider: str | None) -> tuple[Any, str]:
