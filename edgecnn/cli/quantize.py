@@ -32,6 +32,7 @@ def quantize(
     dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic quantization (no calibration).")] = False,
     symmetric: Annotated[bool, typer.Option("--symmetric", help="Activation zero points 0: with --types s8s8, the int8 TensorRT reads.")] = False,
     exclude: Annotated[Optional[list[str]], typer.Option(help="Node names left in float (repeatable).")] = None,
+    rounding: Annotated[Optional[str], typer.Option(help="Weight rounding: gptq (each layer's outputs kept closest to fp32 on the calibration data) or nearest (default: gptq where static QDQ).")] = None,
     calib: CalibOpt = None,
     samples: SamplesOpt = 256,
     out: OutOpt = None,
@@ -43,7 +44,7 @@ def quantize(
 
     config = QuantConfig(
         format=format_, per_channel=per_channel, method=method, types=types, reduce_range=reduce_range,
-        dynamic=dynamic, symmetric=symmetric, passes=tuple(passes or ()), exclude=tuple(exclude or ()),
+        dynamic=dynamic, symmetric=symmetric, passes=tuple(passes or ()), exclude=tuple(exclude or ()), rounding=rounding,
     )
     result = quantize_model(model, config, calib=calib, samples=samples, out=out, force=force)
     if json_out:

@@ -28,6 +28,7 @@ from edgecnn.data import calibration_samples, resolve_split
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, refuse_overwrite
 from edgecnn.quantize.passes import PASSES, check_passes, float_nodes, refuse_misfits, rewrite_float, session_needs, valid_for
+from edgecnn.quantize.rounding import ROUNDINGS, round_weights
 from edgecnn.run import Run, holds_run, int8_sibling
 from edgecnn.runtime.card import ModelCard, Quantization, read_card, write_card
 from edgecnn.runtime.session import Session, load_onnx
@@ -57,6 +58,7 @@ class QuantConfig:
     symmetric: bool = False  # activations with zero point 0: what TensorRT's int8 reads from a QDQ model
     passes: tuple[str, ...] = ()  # names from edgecnn.quantize.passes.PASSES
     exclude: tuple[str, ...] = ()  # nodes left in float by name
+    rounding: str | None = None  # gptq or nearest; None: gptq where there is calibration data to round on (static QDQ)
 
     def __post_init__(self) -> None:
         for value, accepted, what in ((self.format, FORMATS, "format"), (self.method, METHODS, "method"), (self.types, TYPES, "types")):
@@ -64,6 +66,13 @@ class QuantConfig:
                 raise EdgecnnError(f"unknown {what} {value!r} (accepted: {', '.join(accepted)})")
         object.__setattr__(self, "passes", check_passes(tuple(self.passes), self.types, self.dynamic))
         object.__setattr__(self, "exclude", tuple(self.exclude))
+        roundable = self.format == "qdq" and not self.dynamic
+        if self.rounding is None:
+            object.__setattr__(self, "rounding", "gptq" if roundable else "nearest")
+        elif self.rounding not in ROUNDINGS:
+            raise EdgecnnError(f"unknown rounding {self.rounding!r} (accepted: {', '.join(ROUNDINGS)})")
+        elif self.rounding == "gptq" and not roundable:
+            raise EdgecnnError("--rounding gptq needs static QDQ quantization (calibration data and --format qdq); use --rounding nearest")
 
     def label(self) -> str:
         """A short name for tables: qdq/u8s8/pc/minmax+s2d-stem…"""
@@ -71,14 +80,15 @@ class QuantConfig:
             label = f"dynamic/{self.types}" + ("/rr" if self.reduce_range else "")
         else:
             label = "/".join([self.format, self.types, "pc" if self.per_channel else "pt", self.method,
-                              *(["rr"] if self.reduce_range else []), *(["sym"] if self.symmetric else [])])
+                              *(["rr"] if self.reduce_range else []), *(["sym"] if self.symmetric else []),
+                              *(["gptq"] if self.rounding == "gptq" else [])])
         label += "".join(f"+{name}" for name in self.passes)
         return label + (f"+{len(self.exclude)}float" if self.exclude else "")
 
     @classmethod
     def from_record(cls, record: Quantization, exclude: tuple[str, ...] = ()) -> QuantConfig:
         """The configuration a model card's quantization record was made with (its named exclusions given)."""
-        return cls(record.format, record.per_channel, record.method, record.types, record.reduce_range, record.dynamic, record.symmetric, record.passes, exclude)
+        return cls(record.format, record.per_channel, record.method, record.types, record.reduce_range, record.dynamic, record.symmetric, record.passes, exclude, record.rounding)
 
 
 class ArrayReader(CalibrationDataReader):
@@ -205,11 +215,13 @@ def quantize_prepared(
     with contextlib.redirect_stdout(io.StringIO()):  # entropy/percentile calibrators print progress
         _run_quantizer(prepared, target, config, model.graph.input[0].name, x, in_float + replaced)
     quantized = onnx.load(str(target))
+    if config.rounding == "gptq":
+        round_weights(quantized, model, x, config.reduce_range)
     for name in config.passes:
         PASSES[name].after(quantized, model, x, config.per_channel, config.reduce_range)
     record = Quantization(
         format=config.format, per_channel=config.per_channel, method=config.method, types=config.types,
-        reduce_range=config.reduce_range, dynamic=config.dynamic, symmetric=config.symmetric, passes=config.passes, excluded_nodes=tuple(in_float),
+        reduce_range=config.reduce_range, dynamic=config.dynamic, symmetric=config.symmetric, passes=config.passes, excluded_nodes=tuple(in_float), rounding=config.rounding,
         calibration=calib_source, samples=0 if x is None else len(x),
         targets=tuple(t for t in TARGETS if all(valid_for(name, TARGETS[t]) for name in config.passes)), kept_for=kept_for,
     )

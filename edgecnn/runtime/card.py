@@ -107,6 +107,7 @@ class Quantization:
     samples: int
     targets: tuple[str, ...] = ()  # where its passes run at the speed they were chosen for
     kept_for: str | None = None  # the target quantize-search timed it on and kept it for
+    rounding: str = "nearest"  # how weights became integers: nearest, or gptq (edgecnn.quantize.rounding)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Quantization":

@@ -148,6 +148,8 @@ CASES = {
     "quantize-calib-text": (["quantize", FP32, "--calib", "text.npz", "--out", "q.onnx"], "text.npz"),
     "quantize-calib-broken-images": (["quantize", "rgb.onnx", "--calib", "broken_images", "--out", "q.onnx"], "broken_images"),
     "quantize-calib-no-images": (["quantize", "rgb.onnx", "--calib", "no_images", "--out", "q.onnx"], "no_images"),
+    "quantize-bad-rounding": (["quantize", FP32, "--rounding", "stochastic", "--out", "q.onnx"], "unknown rounding 'stochastic'"),
+    "quantize-gptq-dynamic": (["quantize", FP32, "--dynamic", "--rounding", "gptq", "--out", "q.onnx"], "--rounding gptq needs static QDQ"),
     "quantize-exclude-unknown": (["quantize", FP32, "--exclude", "no_such_node", "--out", "q.onnx"], "no_such_node"),
     "quantize-two-inputs": (["quantize", "two_inputs.onnx", "--out", "q.onnx"], "2 inputs"),
     "quantize-search-drop-negative": (["quantize-search", FP32, "--max-drop", "-1"], "--max-drop"),

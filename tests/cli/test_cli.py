@@ -188,7 +188,7 @@ def test_quantize_passes_reach_the_card(digits_run, tmp_path):
     result = invoke("quantize", digits_run / "model.fp32.onnx", "--calib", digits_run, "--samples", 32,
                     "--pass", "float-pool", "--pass", "float-stem", "--pass", "float-head", "--out", out, "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["label"] == "qdq/u8s8/pc/minmax+float-stem+float-pool+float-head"
+    assert json.loads(result.output)["label"] == "qdq/u8s8/pc/minmax/gptq+float-stem+float-pool+float-head"
     model = onnx.load(str(out))
     card = read_card(model)
     assert card.quantization.passes == ("float-stem", "float-pool", "float-head")
@@ -223,7 +223,7 @@ def test_quantize_search_and_layers_have_their_own_commands(digits_run, tmp_path
     result = invoke("quantize-search", run / "model.fp32.onnx", "--batch", "1", "--runs", "10", "--force")
     assert result.exit_code == 0, result.output
     decision = json.loads((run / "quantize-decision.json").read_text())
-    assert "int8 search on cpu" in result.output and "qdq/s8s8/pc/minmax" in result.output
+    assert "int8 search on cpu" in result.output and "qdq/s8s8/pc/minmax/gptq" in result.output
     if decision["kept_variant"] == "fp32":  # the older int8 stays, and the output says whose it is
         assert (run / "model.int8.onnx").read_bytes() == (digits_run / "model.int8.onnx").read_bytes()
         assert "left as it was" in result.output

@@ -75,8 +75,8 @@ def test_quantize_errors_are_one_line_and_write_nothing(digits_run, small_net, t
 
 
 def test_labels_name_the_settings_and_passes():
-    assert QuantConfig().label() == "qdq/u8s8/pc/minmax"
-    assert QuantConfig(passes=("float-head", "s2d-stem"), exclude=("a",)).label() == "qdq/u8s8/pc/minmax+s2d-stem+float-head+1float"
+    assert QuantConfig().label() == "qdq/u8s8/pc/minmax/gptq"
+    assert QuantConfig(passes=("float-head", "s2d-stem"), exclude=("a",)).label() == "qdq/u8s8/pc/minmax/gptq+s2d-stem+float-head+1float"
     assert QuantConfig(dynamic=True, reduce_range=True).label() == "dynamic/u8s8/rr"
 
 
