@@ -50,35 +50,40 @@ class Layer:
         return int(np.prod(self.weight.shape[1:]))
 
     def patches(self, x: np.ndarray) -> np.ndarray:
-        """The layer's input as (groups, positions, inputs per output): im2col for a Conv."""
+        """The layer's input as (groups, positions, inputs per output): im2col for a Conv of any rank."""
         if self.node.op_type == "Gemm":
             return x.reshape(1, len(x), -1)
         attrs = {a.name: helper.get_attribute_value(a) for a in self.node.attribute}
-        kh, kw = self.weight.shape[2:]
-        dh, dw = attrs.get("dilations", [1, 1])
-        sh, sw = attrs.get("strides", [1, 1])
-        top, left, bottom, right = _pads(attrs, x.shape[2:], (kh, kw), (sh, sw), (dh, dw))
-        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
-        windows = sliding_window_view(x, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
-        n, c, oh, ow = windows.shape[:4]
-        per_group = c // self.groups
-        return windows.reshape(n, self.groups, per_group, oh, ow, kh * kw).transpose(1, 0, 3, 4, 2, 5).reshape(self.groups, n * oh * ow, per_group * kh * kw)
+        kernel = self.weight.shape[2:]
+        rank = len(kernel)
+        dilations, strides = attrs.get("dilations", [1] * rank), attrs.get("strides", [1] * rank)
+        begin, end = _pads(attrs, x.shape[2:], kernel, strides, dilations)
+        x = np.pad(x, ((0, 0), (0, 0), *zip(begin, end)))
+        spans = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilations))
+        axes = tuple(range(2, 2 + rank))
+        windows = sliding_window_view(x, spans, axis=axes)
+        windows = windows[(slice(None), slice(None), *(slice(None, None, s) for s in strides), *(slice(None, None, d) for d in dilations))]
+        n, c, outputs = windows.shape[0], windows.shape[1], windows.shape[2 : 2 + rank]
+        per_group, taps, positions = c // self.groups, int(np.prod(kernel)), int(np.prod(outputs))
+        windows = windows.reshape(n, self.groups, per_group, positions, taps)
+        return windows.transpose(1, 0, 3, 2, 4).reshape(self.groups, n * positions, per_group * taps)
 
 
-def _pads(attrs: dict, size: tuple[int, int], kernel: tuple[int, int], strides: tuple[int, int], dilations: tuple[int, int]) -> list[int]:
-    """A Conv's (top, left, bottom, right) padding, from `pads` or `auto_pad`."""
+def _pads(attrs: dict, size: tuple[int, ...], kernel: tuple[int, ...], strides: list[int], dilations: list[int]) -> tuple[list[int], list[int]]:
+    """A Conv's padding before and after each spatial axis, from `pads` or `auto_pad`."""
+    rank = len(kernel)
     auto = attrs.get("auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else auto
     if auto in ("NOTSET", "VALID"):
-        pads = attrs.get("pads", [0, 0, 0, 0]) if auto == "NOTSET" else [0, 0, 0, 0]
-        return [pads[0], pads[1], pads[2], pads[3]]
+        pads = list(attrs.get("pads", [0] * 2 * rank)) if auto == "NOTSET" else [0] * 2 * rank
+        return pads[:rank], pads[rank:]
     begin, end = [], []
     for n, k, s, d in zip(size, kernel, strides, dilations):
         total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
         small, large = total // 2, total - total // 2
         begin.append(small if auto == "SAME_UPPER" else large)
         end.append(large if auto == "SAME_UPPER" else small)
-    return [begin[0], begin[1], end[0], end[1]]
+    return begin, end
 
 
 def round_weights(quantized: onnx.ModelProto, source: onnx.ModelProto, x: np.ndarray, reduce_range: bool = False) -> int:
@@ -86,7 +91,7 @@ def round_weights(quantized: onnx.ModelProto, source: onnx.ModelProto, x: np.nda
     its outputs on `x` closest to `source`'s, the fp32 model it was quantized from; the number of layers.
 
     A layer with fewer calibration positions than inputs per output (a wide dense layer on a few
-    samples) keeps nearest rounding."""
+    samples) keeps nearest rounding, as does a layer a graph pass quantizes itself (the s2d stem)."""
     layers = _layers(quantized, source, reduce_range)
     second_moments = _second_moments(source, layers, x) if layers else []
     rounded = 0

@@ -146,14 +146,15 @@ def auto_quantize(
             if config.format == "qdq":
                 ranking = layer_errors(prepared, best.model, x[:64])
             present = {n.name for n in prepared_model.graph.node}
+            # a pass that rewrites a block in int8 (the s2d stem) needs its neighbours in int8: layers leave for float without it
+            config = dataclasses.replace(config, passes=tuple(n for n in config.passes if not PASSES[n].replaced_nodes(prepared_model)))
             by_passes = set(float_nodes(prepared_model, config.passes))
-            replaced = {n for name in config.passes for n in PASSES[name].replaced_nodes(prepared_model)}
             layers = 0
             for row in ranking:
                 in_float = by_passes | set(config.exclude)
                 newly = [n for n in row["nodes"] if n in present and n not in in_float]
-                if not newly or replaced & set(newly):  # already float (a float stem's block): its error is where int8
-                    continue  # begins; a block a pass rewrites in int8 has its float twin among the candidates
+                if not newly:  # already float (a float stem's block): its error is where int8 begins
+                    continue
                 if not quantized_compute(prepared_model, in_float | set(newly)):
                     break  # no conv or dense layer left in int8: that is fp32 with quantize overhead
                 config = dataclasses.replace(config, exclude=(*config.exclude, *newly))

@@ -101,10 +101,10 @@ def test_stem_rewrites_see_through_the_crop(tmp_path):
     fp32 = save(model, tmp_path / "fp32.onnx")
     x = inputs(32, CONVNET[0])
     calib = calibration_file(tmp_path / "calib.npz", x)
-    common = dict(calib=calib, samples=32)
-    s2d = quantize_model(fp32, QuantConfig(passes=("s2d-stem",)), out=tmp_path / "s2d.onnx", **common)
-    stem = quantize_model(fp32, QuantConfig(passes=("float-stem", "float-pool")), out=tmp_path / "stem.onnx", **common)
-    plain = quantize_model(fp32, QuantConfig(), out=tmp_path / "plain.onnx", **common)
+    common = dict(calib=calib, samples=32)  # nearest rounding: the s2d stem rounds its weights so, and plain int8 must match it
+    s2d = quantize_model(fp32, QuantConfig(passes=("s2d-stem",), rounding="nearest"), out=tmp_path / "s2d.onnx", **common)
+    stem = quantize_model(fp32, QuantConfig(passes=("float-stem", "float-pool"), rounding="nearest"), out=tmp_path / "stem.onnx", **common)
+    plain = quantize_model(fp32, QuantConfig(rounding="nearest"), out=tmp_path / "plain.onnx", **common)
     nodes = {n.name: n for n in onnx.load(str(s2d.model)).graph.node}
     assert "s2d_stem_crop" in nodes and INPUT_CROP not in nodes
     assert nodes["s2d_stem_crop"].input[0] == "s2d_stem_xq"  # the crop reads the quantized input

@@ -41,29 +41,31 @@ def test_reduced_range_weights_stay_in_seven_bits(small_net, tmp_path):
     assert weights and all(-64 <= w.min() and w.max() <= 64 for w in weights)
 
 
-@pytest.mark.parametrize("attrs", [
-    dict(group=6, strides=[2, 2], dilations=[2, 2], pads=[1, 2, 0, 1]),  # depthwise, strided, dilated, uneven pads
-    dict(group=2, strides=[1, 2], auto_pad="SAME_UPPER"),
-    dict(group=1, auto_pad="SAME_LOWER", strides=[2, 2]),
-    dict(group=3, auto_pad="VALID"),
+@pytest.mark.parametrize("spatial, attrs", [
+    ((11, 10), dict(group=6, strides=[2, 2], dilations=[2, 2], pads=[1, 2, 0, 1])),  # depthwise, strided, dilated, uneven pads
+    ((11, 10), dict(group=2, strides=[1, 2], auto_pad="SAME_UPPER")),
+    ((11, 10), dict(group=1, auto_pad="SAME_LOWER", strides=[2, 2])),
+    ((11, 10), dict(group=3, auto_pad="VALID")),
+    ((13,), dict(group=2, strides=[3], dilations=[2], pads=[2, 1])),
+    ((7, 6, 5), dict(group=6, strides=[1, 2, 1], pads=[1, 0, 1, 0, 1, 1])),  # depthwise 3-D
 ])
-def test_a_layers_patches_times_its_weight_is_the_conv(attrs):
-    """The im2col behind H reproduces ONNX Runtime's Conv for groups, strides, dilations and every padding form."""
+def test_a_layers_patches_times_its_weight_is_the_conv(spatial, attrs):
+    """The im2col behind H reproduces ONNX Runtime's Conv for 1-, 2- and 3-D, groups, strides, dilations and every padding form."""
     rng = np.random.default_rng(0)
-    weight = rng.standard_normal((6, 6 // attrs["group"], 3, 3)).astype(np.float32)
-    node = helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3], **attrs)
-    graph = helper.make_graph([node], "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6, 11, 10])],
+    weight = rng.standard_normal((6, 6 // attrs["group"], *[3] * len(spatial))).astype(np.float32)
+    node = helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3] * len(spatial), **attrs)
+    graph = helper.make_graph([node], "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6, *spatial])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [numpy_helper.from_array(weight, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    x = rng.standard_normal((2, 6, 11, 10)).astype(np.float32)
+    x = rng.standard_normal((2, 6, *spatial)).astype(np.float32)
     expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     layer = Layer(node=node, input_name="x", weight=weight, quantized=onnx.TensorProto(), scale=np.ones(6), zero_point=np.zeros(6),
                   qmin=-127, qmax=127, groups=attrs["group"])
     patches = layer.patches(x)  # (groups, n·oh·ow, inputs per output)
     rows = weight.reshape(attrs["group"], 6 // attrs["group"], -1)
     out = np.matmul(patches, rows.transpose(0, 2, 1))  # (groups, n·oh·ow, outputs per group)
-    n, channels, oh, ow = expected.shape
-    got = out.reshape(attrs["group"], n, oh, ow, -1).transpose(1, 0, 4, 2, 3).reshape(n, channels, oh, ow)
+    n, channels, *outputs = expected.shape
+    got = out.reshape(attrs["group"], n, int(np.prod(outputs)), -1).transpose(1, 0, 3, 2).reshape(expected.shape)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
