@@ -1,9 +1,8 @@
 """EfficientNet-Lite0 int8 against fp32 on real photos: top-1 agreement and the softmax KL divergence.
 
 Lite0 (the published ImageNet weights) is exported to fp32 ONNX and quantized to int8 several
-ways: calibrated on the photo set's calibration views (edgecnn/data/photos.py, `make photos`) with
-each configuration asked for, and, for comparison, on the recipe's old calibration (16 views of
-scikit-learn's two photos). Every int8 model is then checked on the views of the *other* photos:
+ways, each calibrated on the photo set's calibration views (edgecnn/data/photos.py, `make photos`).
+Every int8 model is then checked on the views of the *other* photos:
 top-1 agreement with fp32, mean KL(fp32 ‖ int8) of the softmax, and the mean top-1 probability
 of each (the confidence an int8 model can lose). Target: agreement ≥ 95%.
 Writes benchmarks/results/lite0_photos.json.
@@ -23,6 +22,7 @@ import numpy as np
 from edgecnn.data.photos import VIEWS, photo_set
 from edgecnn.files import write_json
 from edgecnn.quantize.model import QuantConfig, quantize_model
+from edgecnn.runtime.agreement import DECISIVE, output_agreement
 from edgecnn.runtime.bench import machine_info
 from edgecnn.runtime.session import Session
 from edgecnn.train.export import export_run
@@ -31,7 +31,6 @@ from recipes.lite0 import LITE0_PREPROCESS
 
 RESULTS = Path(__file__).parent / "results"
 TARGET = 0.95
-DECISIVE = 0.05  # views where fp32's top-1 probability leads its second by this much: a near-tie flips on any noise
 CONFIGS = {  # name → the quantizer settings tried (edgecnn's defaults: QDQ, u8s8, per-channel weights, min-max, GPTQ rounding)
     "default": QuantConfig(),
     "nearest": QuantConfig(rounding="nearest"),
@@ -39,34 +38,6 @@ CONFIGS = {  # name → the quantizer settings tried (edgecnn's defaults: QDQ, u
     "percentile-nearest": QuantConfig(method="percentile", rounding="nearest"),
     "per-tensor": QuantConfig(per_channel=False),
 }
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
-def compare(fp32: np.ndarray, int8: np.ndarray) -> dict[str, float]:
-    """Top-1 agreement (all views, and views where fp32 is decisive), mean KL(fp32 ‖ int8) of the softmax,
-    both models' mean top-1 probability, how often fp32's top-1 is among int8's top 5, and the views
-    int8 labels otherwise with fp32's widest lead among them."""
-    lp, lq = log_softmax(fp32), log_softmax(int8)
-    p = np.exp(lp)
-    top2 = np.sort(p, axis=1)[:, -2:]
-    margin = top2[:, 1] - top2[:, 0]
-    decisive = margin >= DECISIVE
-    agree = fp32.argmax(1) == int8.argmax(1)
-    return {
-        "agreement": float(agree.mean()),
-        "decisive_views": float(decisive.mean()),
-        "decisive_agreement": float(agree[decisive].mean()),
-        "kl": float((p * (lp - lq)).sum(axis=1).mean()),
-        "fp32_top1_prob": float(p.max(axis=1).mean()),
-        "int8_top1_prob": float(np.exp(lq).max(axis=1).mean()),
-        "fp32_top1_in_int8_top5": float(np.mean([a in row for a, row in zip(fp32.argmax(1), np.argsort(-int8, axis=1)[:, :5])])),
-        "flipped": int((~agree).sum()),
-        "flipped_widest_lead": float(margin[~agree].max()) if (~agree).any() else 0.0,  # fp32's lead where int8 disagrees
-    }
 
 
 def main() -> None:
@@ -92,41 +63,38 @@ def main() -> None:
         np.savez(calib, x=photos.calibration.x, y=photos.calibration.y)
         reference = Session(fp32, threads=args.threads)
         logits = {"check": reference.predict(photos.check.x), "calibration": reference.predict(photos.calibration.x)}
-        plans = [(name, CONFIGS[name], calib, "photo set") for name in names]
-        plans.append(("default", QuantConfig(), run, "2 sklearn photos (old)"))
-        for name, config, data, calibrated_on in plans:
+        for name in names:
+            config = CONFIGS[name]
             t0 = time.perf_counter()
             out = Path(tmp) / f"int8-{len(rows)}.onnx"
-            quantized = quantize_model(fp32, config, calib=data, samples=len(photos.calibration), out=out)
+            quantized = quantize_model(fp32, config, calib=calib, samples=len(photos.calibration), out=out)
             seconds = time.perf_counter() - t0
             session = Session(quantized.model, threads=args.threads)
             row = {
-                "config": name, "label": config.label(), "calibrated_on": calibrated_on,
-                "calibration_samples": len(photos.calibration) if data == calib else 16, "quantize_seconds": round(seconds, 1),
+                "config": name, "label": config.label(), "calibration_samples": len(photos.calibration), "quantize_seconds": round(seconds, 1),
                 "size_bytes": quantized.size_bytes,
                 **{f"{split}_{k}": v for split, x in (("check", photos.check.x), ("calibration", photos.calibration.x))
-                   for k, v in compare(logits[split], session.predict(x)).items()},
+                   for k, v in output_agreement(logits[split], session.predict(x), session.card).items()},
             }
             rows.append(row)
-            print(f"{name:>10} | {calibrated_on:<22} | agreement {row['check_agreement']:.1%} | KL {row['check_kl']:.4f}"
-                  f" | top-1 p {row['check_fp32_top1_prob']:.2f}→{row['check_int8_top1_prob']:.2f} ({seconds:.0f} s)", flush=True)
+            print(f"{name:>18} | agreement {row['check_top1_agreement']:.1%} | KL {row['check_mean_kl']:.4f}"
+                  f" | top-1 p {row['check_reference_top1_probability']:.2f}→{row['check_top1_probability']:.2f} ({seconds:.0f} s)", flush=True)
 
     print()
-    print(f"| int8 config | calibrated on | check: top-1 agreement | check: agreement where fp32 leads by ≥ {DECISIVE} "
+    print(f"| int8 config | check: top-1 agreement | check: agreement where fp32 leads by ≥ {DECISIVE} "
           "| check: mean KL(fp32‖int8) | check: top-1 prob fp32→int8 | check: views flipped (fp32's widest lead among them) | calibration views: agreement |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['label']} | {r['calibrated_on']} | {r['check_agreement']:.1%} | {r['check_decisive_agreement']:.1%} "
-              f"({r['check_decisive_views']:.0%} of views) | {r['check_kl']:.4f} | "
-              f"{r['check_fp32_top1_prob']:.3f} → {r['check_int8_top1_prob']:.3f} | {r['check_flipped']} ({r['check_flipped_widest_lead']:.3f}) | {r['calibration_agreement']:.1%} |")
-    best = max((r for r in rows if r["calibrated_on"] == "photo set"), key=lambda r: r["check_agreement"], default=None)
+        print(f"| {r['label']} | {r['check_top1_agreement']:.1%} | {r['check_decisive_agreement']:.1%} "
+              f"({r['check_decisive_share']:.0%} of views) | {r['check_mean_kl']:.4f} | "
+              f"{r['check_reference_top1_probability']:.3f} → {r['check_top1_probability']:.3f} | {r['check_flipped']} ({r['check_flipped_widest_lead'] or 0:.3f}) | {r['calibration_top1_agreement']:.1%} |")
+    best = max(rows, key=lambda r: r["check_top1_agreement"], default=None)
     result = {
         "target_agreement": TARGET,
-        "reached": best is not None and best["check_agreement"] >= TARGET,
+        "reached": best is not None and best["check_top1_agreement"] >= TARGET,
         "best": best and best["label"],
         "photos": {"source": photos.source, "views_per_photo": len(VIEWS), "calibration": calib_photos, "check": check_photos,
                    "calibration_views": len(photos.calibration), "check_views": len(photos.check)},
-        "notes": "the old calibration's photos are scikit-learn's china.jpg and flower.jpg; china.jpg is also a check photo",
         "rows": rows,
         "machine": {**machine_info(), "threads": args.threads},
         "command": "benchmarks/lite0_photos.py --configs " + ",".join(names),

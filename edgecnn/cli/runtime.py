@@ -53,6 +53,48 @@ def eval_(
 
 
 @command
+def agree(
+    model: Annotated[Path, typer.Argument(help=".onnx file, e.g. an int8 model.")],
+    reference: Annotated[Path, typer.Argument(help=".onnx file it should follow, e.g. its fp32 source.")],
+    data: Annotated[Optional[Path], typer.Option(help="Run folder or .npz with x (default: the model's run).")] = None,
+    split: Annotated[str, typer.Option(help="Split of a run's dataset: train, val or test.")] = "test",
+    photos: Annotated[bool, typer.Option("--photos", help="The photo set's check views instead (edgecnn.data.photos), prepared as the model card says.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """How closely MODEL's outputs follow REFERENCE's on the same samples: top-1 agreement, the mean KL
+    divergence of the class probabilities, and the confidence each keeps. No labels needed."""
+    from edgecnn.data import resolve_split
+    from edgecnn.errors import EdgecnnError
+    from edgecnn.runtime.agreement import DECISIVE, compare_models
+    from edgecnn.runtime.session import Session
+
+    if photos:
+        from edgecnn.data.photos import photo_set
+
+        if data is not None:
+            raise EdgecnnError("--photos brings its own samples; it takes no --data")
+        card = Session(model).card
+        if card.preprocess is None:
+            raise EdgecnnError(f"--photos prepares photos as the model card says, and {model}'s card has no preprocess (a photo recipe's model has one)")
+        views = photo_set(card.preprocess.to_dict())
+        x, source = views.check.x, f"{views.source} (check views)"
+    else:
+        samples, source = resolve_split(data, model, split)
+        x = samples.x
+    result = compare_models(model, reference, x, source)
+    if json_out:
+        return show_json(result)
+    decisive = "–" if result["decisive_agreement"] is None else f"{result['decisive_agreement']:.1%}"
+    widest = "" if result["flipped_widest_lead"] is None else f" (the reference's widest lead among them {result['flipped_widest_lead']:.3f})"
+    console.print(
+        f"{model.name} against {reference.name} on {result['samples']} samples of {source}:\n"
+        f"  top-1 agreement {result['top1_agreement']:.1%}; {decisive} where the reference leads by ≥ {DECISIVE} ({result['decisive_share']:.0%} of samples)\n"
+        f"  mean KL(reference ‖ model) {result['mean_kl']:.4f}; top-1 probability {result['reference_top1_probability']:.3f} → {result['top1_probability']:.3f}\n"
+        f"  {result['flipped']} samples flipped{widest}"
+    )
+
+
+@command
 def bench(
     models: Annotated[list[Path], typer.Argument(help="One or more .onnx files; ratios are against the first.")],
     target: Annotated[Optional[str], typer.Option(help="Load the models as this target does: ort (default: a plain InferenceSession), host (with the session options their cards ask for), onnx, pi4, pi5, openvino, cuda, tensorrt.")] = None,

@@ -84,6 +84,7 @@ def template(digits_run, tmp_path_factory) -> Path:
     save(two_input_model(), root / "two_inputs.onnx")
     save(nan_model(), root / "nan.onnx")
     save(cnn((3, 16, 16), (Block(4, pool=2),), classes=3), root / "rgb.onnx")
+    save(cnn((1, 8, 8), (Block(4),), classes=4), root / "four_classes.onnx")  # digits' input, four outputs
     (root / "evil").mkdir()
     shutil.copy(root / RUN / "recipe.json", root / "evil" / "recipe.json")
     (root / "evil" / "model.pt").write_bytes(pickle.dumps(RunsCode()))
@@ -126,6 +127,11 @@ CASES = {
     "eval-text-npz": (["eval", FP32, "--data", "text.npz"], "text.npz"),
     "eval-bad-split": (["eval", FP32, "--split", "everything"], "everything"),
     "eval-no-data": (["eval", "rgb.onnx"], "--data"),
+    # agree
+    "agree-missing-reference": (["agree", FP32, "missing.onnx"], "not found"),
+    "agree-other-outputs": (["agree", "four_classes.onnx", FP32, "--data", f"{RUN}/test.npz"], "outputs differ in shape"),
+    "agree-photos-no-preprocess": (["agree", "rgb.onnx", "rgb.onnx", "--photos"], "has no preprocess"),
+    "agree-photos-and-data": (["agree", FP32, INT8, "--photos", "--data", f"{RUN}/test.npz"], "takes no --data"),
     # bench
     "bench-huge": (["bench", "huge.onnx"], "GiB"),
     "bench-two-inputs": (["bench", "two_inputs.onnx"], "2 inputs"),
