@@ -14,7 +14,8 @@ from edgecnn.measure import bench, record_eval
 from edgecnn.progress import step
 from edgecnn.quantize.model import quantize_model
 from edgecnn.report import build_report
-from edgecnn.run import holds_run, int8_sibling
+from edgecnn.run import Run, holds_run, int8_sibling, variant_name
+from edgecnn.runtime.agreement import compare_models
 from edgecnn.runtime.evaluate import evaluate_samples
 from edgecnn.runtime.session import Session
 from edgecnn.runtime.targets import DEFAULT_TARGET, resolve_target
@@ -74,8 +75,32 @@ def run_pipeline(
             models.append(quantize_model(fp32, calib=run.root, out=int8_sibling(fp32), force=True).model)
     step(f"evaluate and time {len(models)} models", show_progress)
     test, source = resolve_split(run.root, fp32_models[0], "test")  # loaded once for every variant
+    photos = photo_check_views(recipe, fp32_models[0])
     for model in models:
-        record_eval(run, evaluate_samples(Session(model, threads=None), test.x, test.y, source))
+        result = evaluate_samples(Session(model, threads=None), test.x, test.y, source)
+        reference = fp32_source(model)
+        if photos is not None and reference != model and reference.is_file():
+            result["agreement"] = compare_models(model, reference, *photos)
+        record_eval(run, result)
     with timing_slot():
         bench(models, target=target, batches=list(batches), runs=runs)
     return build_report(run.root, provider=resolve_target(target).provider)
+
+
+def photo_check_views(recipe: str, fp32: Path) -> tuple[Any, str] | None:
+    """The photo set's check views, prepared as the model card says, for a recipe that calibrates int8
+    on the photo set (its int8 is then compared with fp32 on photos it never saw); None for the others."""
+    from recipes import get_recipe
+
+    if get_recipe(recipe).dataset_options.get("calibration") != "photos":
+        return None
+    from edgecnn.data.photos import photo_set
+
+    views = photo_set(Session(fp32).card.preprocess.to_dict())
+    return views.check.x, f"{views.source} (check views)"
+
+
+def fp32_source(model: Path) -> Path:
+    """The fp32 model a variant was made from: model.int8.onnx → model.fp32.onnx, model.pruned.int8.onnx → model.pruned.fp32.onnx."""
+    variant = variant_name(model)
+    return Run(model.parent).model(variant.removesuffix("int8") + "fp32") if variant.endswith("int8") else model

@@ -11,6 +11,7 @@ from typing import Any
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import read_json, save_png, write_json, write_text
 from edgecnn.graph.count import count_macs, count_params
+from edgecnn.runtime.agreement import DECISIVE
 from edgecnn.run import Run, file_digest, holds_run
 from edgecnn.runtime.providers import resolve_provider
 from edgecnn.runtime.session import load_onnx
@@ -236,6 +237,21 @@ def _decision_notes(run: Run) -> list[str]:
     return notes
 
 
+def _agreement_notes(evals: dict[str, dict[str, Any]]) -> list[str]:
+    """How each variant follows its fp32 source where the pipeline compared them (photos no label covers)."""
+    notes = []
+    for variant, result in evals.items():
+        a = result.get("agreement")
+        if a:
+            decisive = "" if a["decisive_agreement"] is None else f" ({a['decisive_agreement']:.1%} where fp32 leads by ≥ {DECISIVE})"
+            notes.append(
+                f"{variant} against {Path(a['reference']).name} on {a['samples']} views of photos that did not calibrate it: top-1 agreement "
+                f"{a['top1_agreement']:.1%}{decisive}, mean KL(fp32 ‖ {variant}) {a['mean_kl']:.4f}, top-1 probability "
+                f"{a['reference_top1_probability']:.3f} → {a['top1_probability']:.3f}"
+            )
+    return notes
+
+
 @holds_run(lambda run, **_: Run.existing(run))
 def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[str, Any]:
     """Write report.md, report.json and pareto.png into the run folder."""
@@ -253,7 +269,7 @@ def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[s
         if bench
         else ""
     )
-    notes = _decision_notes(run) + _slower_notes(rows) + stale_notes
+    notes = _decision_notes(run) + _agreement_notes(evals) + _slower_notes(rows) + stale_notes
     notes_md = "".join(f"- {n}\n" for n in notes)
     write_text(run.report_md, f"# {run.name}\n\n{table}{context}\n{notes_md}", force=force)
     batches = sorted({b for r in rows for b in r["latency"]})
