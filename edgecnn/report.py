@@ -11,8 +11,8 @@ from typing import Any
 from edgecnn.errors import EdgecnnError
 from edgecnn.files import read_json, save_png, write_json, write_text
 from edgecnn.graph.count import count_macs, count_params
-from edgecnn.runtime.agreement import DECISIVE
 from edgecnn.run import Run, file_digest, holds_run
+from edgecnn.runtime.agreement import DECISIVE
 from edgecnn.runtime.providers import resolve_provider
 from edgecnn.runtime.session import load_onnx
 
@@ -175,6 +175,9 @@ def pareto_figure(rows: list[dict[str, Any]], batch: int, title: str) -> Any:
     return fig
 
 
+MAX_CONFUSION_INCHES = 16.0  # 1,000 ImageNet classes at 0.45 in each would be a 45,000-pixel square (7.6 GiB to draw)
+
+
 def plot_confusion(result: dict[str, Any], path: Path) -> Path | None:
     """An eval result's confusion matrix as a picture, true classes down, predicted across; None without matplotlib."""
     try:
@@ -186,7 +189,7 @@ def plot_confusion(result: dict[str, Any], path: Path) -> Path | None:
     import numpy as np
 
     matrix, labels = np.array(result["confusion"]), result["labels"]
-    side = max(4.0, 0.45 * len(labels) + 2)
+    side = min(max(4.0, 0.45 * len(labels) + 2), MAX_CONFUSION_INCHES)
     fig, ax = plt.subplots(figsize=(side, side))
     ax.imshow(matrix, cmap="Blues")
     if len(labels) <= 30:  # past this the numbers are unreadable; the colours still show where the errors are

@@ -1,6 +1,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from edgecnn.errors import EdgecnnError
@@ -83,3 +84,21 @@ def test_table_without_bench_shows_accuracy_only():
     table = markdown_table([{"variant": "fp32", "accuracy": 0.9, "delta_points": 0.0, "size_bytes": None, "latency": {}}])
     assert table.splitlines()[0] == "| variant | accuracy | Δ vs fp32 | params | MACs | size |"
     assert "90.00%" in table
+
+
+def test_a_thousand_class_confusion_matrix_draws_in_bounded_memory(tmp_path):
+    """An ImageNet classifier's 1,000 × 1,000 confusion matrix: a picture of bounded size, not a 45,000-pixel square."""
+    import resource
+
+    from PIL import Image
+
+    from edgecnn.report import MAX_CONFUSION_INCHES, plot_confusion
+
+    labels = [f"class {i}" for i in range(1000)]
+    matrix = np.zeros((1000, 1000), np.int64)
+    matrix[np.arange(1000), np.arange(1000)] = 1
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    path = plot_confusion({"confusion": matrix.tolist(), "labels": labels, "variant": "int8", "accuracy": 1.0, "samples": 1000}, tmp_path / "c.png")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 1 << 20  # KiB: under 1 GiB more at the peak
+    with Image.open(path) as image:
+        assert max(image.size) <= MAX_CONFUSION_INCHES * 100  # save_png draws at 100 dpi

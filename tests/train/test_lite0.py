@@ -97,3 +97,18 @@ def test_lite0_transfer_takes_the_folders_classes_and_keeps_the_backbone(tmp_pat
     assert all(torch.equal(v, published[k]) for k, v in net.state_dict().items() if not k.startswith("_fc."))
     session = Session(export_run(run)["model"])
     assert session.card.labels == ("birds", "cats", "dogs") and session.card.output == "logits"
+
+
+@pytest.mark.slow
+def test_the_lite0_pipeline_reports_int8_against_fp32_on_unseen_photos(tmp_path):
+    """The pipeline compares int8 with fp32 on the photo set's check views and the report says how closely
+    it follows; fp32 carries no comparison with itself."""
+    from edgecnn.pipeline import run_pipeline
+
+    run = tmp_path / "lite0"
+    report = run_pipeline("lite0_imagenet", out=run, batches=[1], runs=3, show_progress=False)
+    agreement = json.loads((run / "eval-int8.json").read_text())["agreement"]
+    assert agreement["reference"] == str(run / "model.fp32.onnx") and "check views" in agreement["data"]
+    assert agreement["samples"] >= 100 and agreement["top1_agreement"] >= 0.85 and 0 < agreement["mean_kl"] < 0.02
+    assert "agreement" not in json.loads((run / "eval-fp32.json").read_text())
+    assert any("int8 against model.fp32.onnx" in n and "photos that did not calibrate it" in n for n in report["notes"])
