@@ -9,7 +9,7 @@ from typing import Any
 
 from edgecnn.data import resolve_split
 from edgecnn.errors import EdgecnnError
-from edgecnn.files import refuse_overwrite
+from edgecnn.files import read_json, refuse_overwrite
 from edgecnn.measure import bench, record_eval
 from edgecnn.progress import step
 from edgecnn.quantize.model import quantize_model
@@ -75,7 +75,7 @@ def run_pipeline(
             models.append(quantize_model(fp32, calib=run.root, out=int8_sibling(fp32), force=True).model)
     step(f"evaluate and time {len(models)} models", show_progress)
     test, source = resolve_split(run.root, fp32_models[0], "test")  # loaded once for every variant
-    photos = photo_check_views(recipe, fp32_models[0])
+    photos = photo_check_views(run, fp32_models[0])
     for model in models:
         result = evaluate_samples(Session(model, threads=None), test.x, test.y, source)
         reference = fp32_source(model)
@@ -87,12 +87,10 @@ def run_pipeline(
     return build_report(run.root, provider=resolve_target(target).provider)
 
 
-def photo_check_views(recipe: str, fp32: Path) -> tuple[Any, str] | None:
-    """The photo set's check views, prepared as the model card says, for a recipe that calibrates int8
-    on the photo set (its int8 is then compared with fp32 on photos it never saw); None for the others."""
-    from recipes import get_recipe
-
-    if get_recipe(recipe).dataset_options.get("calibration") != "photos":
+def photo_check_views(run: Run, fp32: Path) -> tuple[Any, str] | None:
+    """The photo set's check views, prepared as the model card says, for a run whose recipe calibrates
+    int8 on the photo set (its int8 is then compared with fp32 on photos it never saw); None for the others."""
+    if read_json(run.recipe_json).get("dataset_options", {}).get("calibration") != "photos":
         return None
     from edgecnn.data.photos import photo_set
 
