@@ -153,7 +153,7 @@ def compress(
     and time every variant beside the OpenVINO runtime; every timing inside `timing_slot()`."""
     summary = train(recipe, run, epochs=epochs, show_progress=False, dataset_options=dataset_options or None)
     fp32 = Path(export_run(run)["model"])
-    default_int8 = Path(quantize_model(fp32, QuantConfig(), calib=run, out=run / "model.ortdefault.int8.onnx").model)
+    default_int8 = Path(quantize_model(fp32, QuantConfig(rounding="nearest"), calib=run, out=run / "model.ortdefault.int8.onnx").model)  # onnxruntime.quantization as it comes
     variants = [Variant(fp32, "fp32", "any", "ort"), Variant(default_int8, "ortdefault.int8", "ort", "ort")]
     families = [("", fp32)]
     pruned = None

@@ -37,6 +37,7 @@ class Recipe:
     seed: int = 0
     output: str = "logits"  # or "sigmoid" for a single-unit binary head
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    int8_method: str = "minmax"  # the calibration quantize and quantize-search start from on its runs (minmax, entropy, percentile)
     reference: str = ""  # what the seed document reached, for the reader
     notes: str = ""
 

@@ -26,7 +26,7 @@ def quantize(
     passes: Annotated[Optional[list[str]], typer.Option("--pass", help="A graph pass, repeatable: float-stem, float-pool, s2d-stem, pad-input, float-head (see `edgecnn quantize-passes`).")] = None,
     format_: Annotated[str, typer.Option("--format", help="qdq or qoperator.")] = "qdq",
     per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="Weight scales per output channel.")] = True,
-    method: Annotated[str, typer.Option(help="Calibration: minmax, entropy or percentile.")] = "minmax",
+    method: Annotated[Optional[str], typer.Option(help="Calibration: minmax, entropy or percentile (default: the model's recipe's, else minmax).")] = None,
     types: Annotated[str, typer.Option(help="Activation/weight types: u8s8, s8s8 or u8u8.")] = "u8s8",
     reduce_range: Annotated[bool, typer.Option("--reduce-range", help="7-bit weights, for CPUs without VNNI.")] = False,
     dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic quantization (no calibration).")] = False,
@@ -40,10 +40,10 @@ def quantize(
     json_out: JsonFlag = False,
 ) -> None:
     """Quantize to int8 with onnxruntime.quantization in one configuration; the model card is carried over."""
-    from edgecnn.quantize.model import QuantConfig, quantize_model
+    from edgecnn.quantize.model import QuantConfig, quantize_model, recipe_method
 
     config = QuantConfig(
-        format=format_, per_channel=per_channel, method=method, types=types, reduce_range=reduce_range,
+        format=format_, per_channel=per_channel, method=method or recipe_method(model), types=types, reduce_range=reduce_range,
         dynamic=dynamic, symmetric=symmetric, passes=tuple(passes or ()), exclude=tuple(exclude or ()), rounding=rounding,
     )
     result = quantize_model(model, config, calib=calib, samples=samples, out=out, force=force)

@@ -26,7 +26,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edgecnn.data import calibration_samples, resolve_split
 from edgecnn.errors import EdgecnnError
-from edgecnn.files import atomic_path, refuse_overwrite
+from edgecnn.files import atomic_path, read_json, refuse_overwrite
 from edgecnn.quantize.passes import PASSES, check_passes, float_nodes, refuse_misfits, rewrite_float, session_needs, valid_for
 from edgecnn.quantize.rounding import ROUNDINGS, round_weights
 from edgecnn.run import Run, holds_run, int8_sibling
@@ -129,17 +129,26 @@ class Quantized:
         return {**dataclasses.asdict(self), "model": str(self.model), "source": str(self.source), "label": self.config.label()}
 
 
+def recipe_method(model: Path) -> str:
+    """The calibration method the recipe of a model's run starts int8 from; MinMax outside a run."""
+    run = Run.of(Path(model))
+    recorded = read_json(run.recipe_json).get("int8_method") if run is not None and run.recipe_json.is_file() else None
+    return recorded or "minmax"
+
+
 @holds_run(lambda model, out, **_: Run.of(Path(out) if out else int8_sibling(model)))
 def quantize_model(
     model: Path,
-    config: QuantConfig = QuantConfig(),
+    config: QuantConfig | None = None,
     calib: Path | None = None,
     samples: int = 256,
     out: Path | None = None,
     force: bool = False,
 ) -> Quantized:
-    """Quantize an fp32 ONNX model to int8; calibration samples come from the training split."""
+    """Quantize an fp32 ONNX model to int8; calibration samples come from the training split. Without a
+    config: edgecnn's defaults with the calibration method of the model's recipe."""
     model = Path(model)
+    config = config or QuantConfig(method=recipe_method(model))
     source = load_onnx(model)
     card = read_card(source)
     if card.quantization is not None:

@@ -25,7 +25,7 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.files import atomic_path, read_json, refuse_overwrite, write_json
 from edgecnn.progress import progress_bar
 from edgecnn.quantize.layers import layer_errors
-from edgecnn.quantize.model import QuantConfig, prepare, quantize_prepared
+from edgecnn.quantize.model import QuantConfig, prepare, quantize_prepared, recipe_method
 from edgecnn.quantize.passes import PASSES, float_nodes, pass_sets, quantized_compute
 from edgecnn.run import Run, decision_path, file_digest, holds_run, int8_sibling
 from edgecnn.runtime.bench import bench_models
@@ -39,12 +39,13 @@ SPEED_TIE = 0.02  # speed scores this close are a shared machine's noise: a clea
 SIZE_WIN = 0.9  # clearly smaller: at most this share of the fastest's file (a float head doubled convnet's)
 
 
-def candidate_configs(prepared: onnx.ModelProto, target: Target) -> list[QuantConfig]:
+def candidate_configs(prepared: onnx.ModelProto, target: Target, method: str = "minmax") -> list[QuantConfig]:
     """ORT's defaults, S8S8, and U8S8 with every combination of passes that fit the model, pay on it and
-    are valid for the target. TensorRT reads symmetric S8S8 QDQ only."""
+    are valid for the target, calibrated by `method`. TensorRT reads symmetric S8S8 QDQ only."""
     if target.provider == "tensorrt":
-        return [QuantConfig(types="s8s8", symmetric=True, passes=names) for names in pass_sets(prepared, target)]
-    return [QuantConfig(), QuantConfig(types="s8s8"), *(QuantConfig(passes=names) for names in pass_sets(prepared, target) if names)]
+        return [QuantConfig(types="s8s8", symmetric=True, passes=names, method=method) for names in pass_sets(prepared, target)]
+    return [QuantConfig(method=method), QuantConfig(types="s8s8", method=method),
+            *(QuantConfig(passes=names, method=method) for names in pass_sets(prepared, target) if names)]
 
 
 @dataclass
@@ -134,14 +135,16 @@ def auto_quantize(
             return trials[-1]
 
         prepared_model = onnx.load(str(prepared))
-        for config in candidate_configs(prepared_model, goal):
+        start = recipe_method(model)
+        for config in candidate_configs(prepared_model, goal, start):
             attempt(config)
         ranking: list[dict[str, Any]] = []
         if not any(t.within_budget for t in trials):
             best = max(trials, key=lambda t: t.val_accuracy)
             config = best.config
             for method in ("percentile", "entropy"):  # calibration that ignores outliers, before giving up layers
-                attempt(dataclasses.replace(config, method=method))
+                if method != start:
+                    attempt(dataclasses.replace(config, method=method))
         if not any(t.within_budget for t in trials):
             if config.format == "qdq":
                 ranking = layer_errors(prepared, best.model, x[:64])

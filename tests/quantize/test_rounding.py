@@ -83,3 +83,25 @@ def test_a_card_written_before_gptq_reads_as_nearest_rounding():
               "symmetric": False, "passes": [], "excluded_nodes": [], "calibration": "run", "samples": 64}
     assert Quantization.from_dict(record).rounding == "nearest"
     assert QuantConfig.from_record(Quantization.from_dict(record)).label() == "qdq/u8s8/pc/minmax"
+
+
+def test_quantize_starts_from_the_calibration_method_of_the_models_recipe(digits_run, tmp_path):
+    """A run whose recipe asks for percentile calibration gets it from `quantize` without --method; --method still wins."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from edgecnn.cli import app
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    recorded = json.loads((run / "recipe.json").read_text())
+    assert recorded["int8_method"] == "minmax"  # digits keeps the default
+    (run / "recipe.json").write_text(json.dumps({**recorded, "int8_method": "percentile"}))
+    runner = CliRunner()
+    for args, method in (([], "percentile"), (["--method", "minmax"], "minmax")):
+        out = tmp_path / f"{method}.onnx"
+        result = runner.invoke(app, ["quantize", str(run / "model.fp32.onnx"), "--out", str(out), "--samples", "64", *args])
+        assert result.exit_code == 0, result.output
+        assert read_card(onnx.load(str(out))).quantization.method == method

@@ -111,4 +111,8 @@ def test_the_lite0_pipeline_reports_int8_against_fp32_on_unseen_photos(tmp_path)
     assert agreement["reference"] == str(run / "model.fp32.onnx") and "check views" in agreement["data"]
     assert agreement["samples"] >= 100 and agreement["top1_agreement"] >= 0.85 and 0 < agreement["mean_kl"] < 0.02
     assert "agreement" not in json.loads((run / "eval-fp32.json").read_text())
+    from edgecnn.runtime.card import read_card
+    from edgecnn.runtime.session import load_onnx
+
+    assert read_card(load_onnx(run / "model.int8.onnx")).quantization.method == "percentile"  # the recipe's calibration
     assert any("int8 against model.fp32.onnx" in n and "photos that did not calibrate it" in n for n in report["notes"])
