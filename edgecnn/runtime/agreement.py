@@ -19,10 +19,10 @@ DECISIVE = 0.05  # the reference's top-1 probability leads its second by this mu
 def log_probabilities(outputs: np.ndarray, card: ModelCard) -> np.ndarray:
     """Log class probabilities of a batch of raw outputs, as the card's output kind means them."""
     v = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
-    if v.shape[1] == 1:
+    if v.shape[1] == 1:  # a single unit: both sides of its probability, whatever its kind
         p = 1 / (1 + np.exp(-v[:, 0])) if card.output == "logits" else v[:, 0]
-        v = np.stack([1 - p, p], axis=1)
-    if v.shape[1] == 1 or card.output != "logits":
+        return np.log(np.clip(np.stack([1 - p, p], axis=1), 1e-12, None))
+    if card.output != "logits":
         return np.log(np.clip(v, 1e-12, None))
     z = v - v.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))

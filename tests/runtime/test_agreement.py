@@ -31,6 +31,9 @@ def test_a_sigmoid_unit_compares_as_two_classes():
     assert same["top1_agreement"] == 1.0 and same["mean_kl"] == pytest.approx(0.0, abs=1e-12)
     flipped = output_agreement(np.array([[2.0], [-1.0]]), np.array([[-2.0], [-1.0]]), card)
     assert flipped["flipped"] == 1 and flipped["mean_kl"] > 0
+    p, q = 1 / (1 + np.exp(-2.0)), 1 / (1 + np.exp(2.0))  # the unit's probabilities, not a softmax over them
+    assert flipped["mean_kl"] == pytest.approx((p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))) / 2)
+    assert flipped["reference_top1_probability"] == pytest.approx((p + 1 / (1 + np.exp(-1.0))) / 2)
 
 
 def test_agree_reports_how_int8_follows_fp32(digits_run):
