@@ -16,8 +16,9 @@ from edgecnn.quantize.model import quantize_model
 from edgecnn.report import build_report
 from edgecnn.run import Run, holds_run, int8_sibling, variant_name
 from edgecnn.runtime.agreement import compare_models
+from edgecnn.runtime.card import read_card
 from edgecnn.runtime.evaluate import evaluate_samples
-from edgecnn.runtime.session import Session
+from edgecnn.runtime.session import Session, load_onnx
 from edgecnn.runtime.targets import DEFAULT_TARGET, resolve_target
 from edgecnn.train.export import export_run
 from edgecnn.train.fit import recipe_run, train
@@ -94,7 +95,7 @@ def photo_check_views(run: Run, fp32: Path) -> tuple[Any, str] | None:
         return None
     from edgecnn.data.photos import photo_set
 
-    views = photo_set(Session(fp32).card.preprocess.to_dict())
+    views = photo_set(read_card(load_onnx(fp32)).preprocess.to_dict())
     return views.check.x, f"{views.source} (check views)"
 
 

@@ -66,14 +66,15 @@ def agree(
     from edgecnn.data import resolve_split
     from edgecnn.errors import EdgecnnError
     from edgecnn.runtime.agreement import DECISIVE, compare_models
-    from edgecnn.runtime.session import Session
+    from edgecnn.runtime.card import read_card
+    from edgecnn.runtime.session import load_onnx
 
     if photos:
         from edgecnn.data.photos import photo_set
 
         if data is not None:
             raise EdgecnnError("--photos brings its own samples; it takes no --data")
-        card = Session(model).card
+        card = read_card(load_onnx(model))  # the card alone: compare_models builds the sessions
         if card.preprocess is None:
             raise EdgecnnError(f"--photos prepares photos as the model card says, and {model}'s card has no preprocess (a photo recipe's model has one)")
         views = photo_set(card.preprocess.to_dict())

@@ -104,7 +104,7 @@ def round_weights(quantized: onnx.ModelProto, source: onnx.ModelProto, x: np.nda
         w = rows.reshape(layer.groups, -1, rows.shape[1])[:, :, order]
         q = np.empty_like(rows)
         q[:, order] = _gptq(w, h[:, order][:, :, order], layer)
-        dtype = numpy_helper.to_array(layer.quantized).dtype
+        dtype = helper.tensor_dtype_to_np_dtype(layer.quantized.data_type)
         layer.quantized.CopyFrom(numpy_helper.from_array(q.reshape(layer.weight.shape).astype(dtype), layer.quantized.name))
     return rounded
 

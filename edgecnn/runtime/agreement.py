@@ -16,25 +16,13 @@ from edgecnn.runtime.session import Session
 DECISIVE = 0.05  # the reference's top-1 probability leads its second by this much: not a near-tie any noise flips
 
 
-def log_probabilities(outputs: np.ndarray, card: ModelCard) -> np.ndarray:
-    """Log class probabilities of a batch of raw outputs, as the card's output kind means them."""
-    v = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
-    if v.shape[1] == 1:  # a single unit: both sides of its probability, whatever its kind
-        p = 1 / (1 + np.exp(-v[:, 0])) if card.output == "logits" else v[:, 0]
-        return np.log(np.clip(np.stack([1 - p, p], axis=1), 1e-12, None))
-    if card.output != "logits":
-        return np.log(np.clip(v, 1e-12, None))
-    z = v - v.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
 def output_agreement(reference: np.ndarray, outputs: np.ndarray, card: ModelCard) -> dict[str, Any]:
     """Top-1 agreement (every sample, and where the reference is decisive), mean KL(reference ‖ model)
     of the class probabilities, each model's mean top-1 probability, how often the reference's top-1 is
     among the model's top 5, and how many samples flip with the reference's widest lead among them."""
     if reference.shape != outputs.shape:
         raise EdgecnnError(f"the models' outputs differ in shape: {outputs.shape[1:]} against the reference's {reference.shape[1:]}")
-    lp, lq = log_probabilities(reference, card), log_probabilities(outputs, card)
+    lp, lq = card.log_probabilities(reference), card.log_probabilities(outputs)
     p = np.exp(lp)
     top2 = np.sort(p, axis=1)[:, -2:]
     lead = top2[:, 1] - top2[:, 0]

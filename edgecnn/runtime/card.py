@@ -192,14 +192,19 @@ class ModelCard:
 
     def probabilities(self, output: np.ndarray) -> np.ndarray:
         """Class probabilities from one sample's raw output: softmax of logits, or both sides of a single unit."""
-        v = np.asarray(output, np.float64).reshape(-1)
-        if v.size == 1:
-            p = 1 / (1 + np.exp(-v[0])) if self.output == "logits" else v[0]
-            return np.array([1 - p, p])
-        if self.output == "probabilities":
-            return v
-        e = np.exp(v - v.max())
-        return e / e.sum()
+        return np.exp(self.log_probabilities(np.asarray(output).reshape(1, -1))[0])
+
+    def log_probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """Log class probabilities of a batch of raw outputs: log-softmax of logits, both sides of a single
+        unit, or the probabilities themselves (at least 1e-12, so a KL divergence stays finite)."""
+        v = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
+        if v.shape[1] == 1:  # a single unit: both sides of its probability, whatever its kind
+            p = 1 / (1 + np.exp(-v[:, 0])) if self.output == "logits" else v[:, 0]
+            return np.log(np.clip(np.stack([1 - p, p], axis=1), 1e-12, None))
+        if self.output != "logits":
+            return np.log(np.clip(v, 1e-12, None))
+        z = v - v.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 def _parse(key: str, name: str, text: str) -> Any:
