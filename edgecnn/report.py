@@ -264,7 +264,10 @@ def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[s
     confusion = [plot_confusion(result, run.confusion_png(variant)) for variant, result in evals.items()]
     table = markdown_table(rows)
     machine = (bench or {}).get("machine", {})
-    loaded = "in edgecnn's session" if (bench or {}).get("card_options", True) else "as any ONNX Runtime program loads it"
+    loaded = (
+        "in the OpenVINO runtime" if (bench or {}).get("runtime") == "openvino"
+        else "in edgecnn's session" if (bench or {}).get("card_options", True) else "as any ONNX Runtime program loads it"
+    )
     context = (
         f"\n{machine.get('cpu', '?')} ({machine.get('machine', '?')}), onnxruntime {machine.get('onnxruntime', '?')}, "
         f"target {bench.get('target', 'host')} ({loaded}), "

@@ -118,6 +118,7 @@ def bench(
     """p50/p90/p99 latency, throughput and size, several models interleaved; where each model's nodes run.
 
     Models of one run folder are recorded in it (bench-PROVIDER.json) for `edgecnn report`."""
+    from edgecnn.errors import EdgecnnError
     from edgecnn.files import refuse_overwrite, write_json
     from edgecnn.measure import bench as bench_recorded
     from edgecnn.runtime.bench import parse_batches, profile_model
@@ -128,7 +129,6 @@ def bench(
     batches = parse_batches(batch)
     if remote:
         from edgecnn.device.remote import bench_remote
-        from edgecnn.errors import EdgecnnError
 
         if profile or ep or strict or device_id:
             raise EdgecnnError("--remote takes --target, --provider, --batch, --threads, --warmup and --runs; --profile, --ep, --strict and --device-id are for a bench here")
@@ -148,6 +148,8 @@ def bench(
         return
     options = parse_provider_options(ep or [], device_id=device_id, strict=strict)
     goal, provider = bench_target(target, provider)
+    if profile and goal.runtime != "onnxruntime":
+        raise EdgecnnError(f"--profile reads ONNX Runtime's profiler; target {goal.name} runs in the {goal.runtime} runtime")
     result = bench_recorded(models, target=goal.name, provider=provider, batches=batches, threads=threads, warmup=warmup, runs=runs, options=options)
     if profile:
         result["profile"] = {
@@ -166,7 +168,7 @@ def bench(
         for r in result["results"]
     ]
     console.print(fitted_table(header, rows, secondary=("p90 ms", "KiB"), wide=wide,
-                               title=f"{m['cpu']} ({m['machine']}), onnxruntime {m['onnxruntime']}, target {goal.name} ({provider}), {threads or 'default'} thread(s)"))
+                               title=f"{m['cpu']} ({m['machine']}), onnxruntime {m['onnxruntime']}{', OpenVINO ' + m['openvino'] if 'openvino' in m else ''}, target {goal.name} ({provider}), {threads or 'default'} thread(s)"))
     for info in result["models"]:
         console.print(f"{info['variant']}: built in {info['build_ms']:.0f} ms; {placement_line(info['placement'], info['fallen_back'])}", highlight=False)
         if info["session_needs"] and not goal.card_options:

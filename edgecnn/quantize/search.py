@@ -118,7 +118,7 @@ def auto_quantize(
     (train_split, calib_source), (val, val_source) = resolve_splits(calib, model, "train", "val")
     x = calibration_samples(train_split, samples)
     Session(model).check_input(x)
-    base_acc = accuracy(model, val.x, val.y)
+    base_acc = accuracy(model, val.x, val.y, goal.runtime)
 
     with tempfile.TemporaryDirectory(prefix="edgecnn-auto-") as tmp, progress_bar(f"int8 search on {model.name}", None, show_progress) as advance:
         tmp = Path(tmp)
@@ -128,7 +128,7 @@ def auto_quantize(
         def attempt(config: QuantConfig) -> Trial:
             path = tmp / f"trial{len(trials)}.onnx"
             quantize_prepared(prepared, path, config, card, x, calib_source, kept_for=target)
-            acc = accuracy(path, val.x, val.y)
+            acc = accuracy(path, val.x, val.y, goal.runtime)
             drop = 100 * (base_acc - acc)
             trials.append(Trial(config, path, acc, drop, drop <= max_drop, path.stat().st_size))
             advance(f"{config.label()}: {drop:+.2f} pt")
@@ -173,7 +173,8 @@ def auto_quantize(
             timing = timed_elsewhere(measured, model, fine, list(batches))
         elif fine:
             with timing_slot():
-                timing = bench_models([model, *(t.model for t in fine)], provider=goal.provider, batches=list(batches), runs=runs, card_options=goal.card_options)
+                timing = bench_models([model, *(t.model for t in fine)], provider=goal.provider, batches=list(batches), runs=runs,
+                                      card_options=goal.card_options, runtime=goal.runtime)
         else:
             timing = None
         for r in timing["results"] if timing else []:
@@ -209,7 +210,7 @@ def auto_quantize(
         "calibration": calib_source,
         "target": target,
         "provider": goal.provider,
-        "timed": "on the device (" + str(timings) + ")" if timings is not None else ("in edgecnn's session" if goal.card_options else "as any ONNX Runtime program loads it"),
+        "timed": "on the device (" + str(timings) + ")" if timings is not None else goal.loaded_as(),
         "parity_failures": refused,
         "batches": list(batches),
         "fp32_p50_ms": {r["batch"]: r["p50_ms"] for r in timing["results"] if Path(r["model"]) == model} if timing else None,

@@ -20,6 +20,7 @@ import onnxruntime as ort
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.run import file_digest, variant_name
+from edgecnn.runtime.openvino import open_session, openvino_version
 from edgecnn.runtime.providers import ProviderOptions
 from edgecnn.runtime.session import Session
 
@@ -105,11 +106,13 @@ def bench_models(
     runs: int = 100,
     options: ProviderOptions = ProviderOptions(),
     card_options: bool = False,
+    runtime: str = "onnxruntime",
 ) -> dict[str, Any]:
     """Time each model at each batch size, round-robin across models, rotating who goes first.
 
     Models load as any ONNX Runtime program loads them, unless `card_options` applies the session
     options their cards ask for (the `host` target): a figure then holds inside edgecnn only.
+    `runtime="openvino"` runs them in the OpenVINO runtime instead (the `openvino` target).
 
     Per model: the build (session creation and first run, where cuDNN's search and a TensorRT engine
     build land), where its nodes run, and on a GPU the latency with inputs and outputs already on the
@@ -125,7 +128,7 @@ def bench_models(
     sessions, models_info = [], []
     for model in models:
         t0 = time.perf_counter()
-        session = Session(model, provider=provider, threads=threads, options=options, card_options=card_options)
+        session = open_session(model, runtime, provider=provider, threads=threads, options=options, card_options=card_options)
         first = session.random_input(batches[0])
         if device:
             bound_runner(session, first, device, options.device_id)[0]()
@@ -173,8 +176,9 @@ def bench_models(
                 }
             )
     return {
-        "machine": machine_info(),
+        "machine": {**machine_info(), **({"openvino": openvino_version()} if runtime == "openvino" else {})},
         "provider": provider,
+        "runtime": runtime,
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(options).items()},
         "card_options": card_options,
         "threads": threads,

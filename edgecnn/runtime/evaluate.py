@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.run import file_digest, variant_name
+from edgecnn.runtime.openvino import open_session
 from edgecnn.runtime.session import Session
 
 
@@ -38,9 +39,9 @@ def per_class_scores(matrix: np.ndarray) -> dict[str, list[float]]:
     }
 
 
-def accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy of an ONNX classifier on samples already in memory."""
-    session = Session(model, threads=0)
+def accuracy(model: Path, x: np.ndarray, y: np.ndarray, runtime: str = "onnxruntime") -> float:
+    """Top-1 accuracy of an ONNX classifier on samples already in memory, on the CPU of `runtime`."""
+    session = open_session(model, runtime, threads=0)
     return float((session.card.predictions(session.predict(x)) == y).mean())
 
 

@@ -145,6 +145,7 @@ CASES = {
     "bench-unknown-target": (["bench", FP32, "--target", "tpu"], "unknown target 'tpu'"),
     "bench-target-provider-clash": (["bench", FP32, "--target", "cuda", "--provider", "cpu"], "--provider cpu contradicts --target cuda"),
     "bench-pi-target-here": (["bench", FP32, "--target", "pi4"], "timed on the device"),
+    "bench-openvino-profile": (["bench", FP32, "--target", "openvino", "--profile"], "--profile reads ONNX Runtime's profiler"),
     # quantize
     "quantize-empty": (["quantize", "empty.onnx"], "empty"),
     "quantize-samples-zero": (["quantize", FP32, "--samples", "0", "--out", "q.onnx"], "--samples"),
