@@ -13,7 +13,7 @@ from edgecnn.files import read_json, save_png, write_json, write_text
 from edgecnn.graph.count import count_macs, count_params
 from edgecnn.run import Run, file_digest, holds_run
 from edgecnn.runtime.agreement import DECISIVE
-from edgecnn.runtime.providers import resolve_provider
+from edgecnn.runtime.providers import known_provider
 from edgecnn.runtime.session import load_onnx
 
 BASELINE = "fp32"
@@ -259,7 +259,7 @@ def _agreement_notes(evals: dict[str, dict[str, Any]]) -> list[str]:
 def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[str, Any]:
     """Write report.md, report.json and pareto.png into the run folder."""
     run = Run(run)
-    resolve_provider(provider)  # an unknown name is one line, not a missing bench-NAME.json
+    known_provider(provider)  # an unknown name is one line, not a missing bench-NAME.json
     rows, bench, stale_notes, evals = collect_rows(run.root, provider)
     confusion = [plot_confusion(result, run.confusion_png(variant)) for variant, result in evals.items()]
     table = markdown_table(rows)
@@ -268,8 +268,9 @@ def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[s
         "in the OpenVINO runtime" if (bench or {}).get("runtime") == "openvino"
         else "in edgecnn's session" if (bench or {}).get("card_options", True) else "as any ONNX Runtime program loads it"
     )
+    openvino = f"OpenVINO {machine['openvino']}, " if "openvino" in machine else ""
     context = (
-        f"\n{machine.get('cpu', '?')} ({machine.get('machine', '?')}), onnxruntime {machine.get('onnxruntime', '?')}, "
+        f"\n{machine.get('cpu', '?')} ({machine.get('machine', '?')}), onnxruntime {machine.get('onnxruntime', '?')}, {openvino}"
         f"target {bench.get('target', 'host')} ({loaded}), "
         f"provider {provider}, {bench['threads']} thread(s), {bench['runs']} interleaved runs after {bench['warmup']} warm-up\n"
         if bench

@@ -119,11 +119,16 @@ def ep_options(name: str, options: ProviderOptions) -> dict[str, str]:
     return {}
 
 
-def resolve_provider(name: str) -> Provider:
-    """Map a short provider name to its execution provider, or explain what is missing."""
+def known_provider(name: str) -> Provider:
+    """The provider of a short name, whether or not this machine runs it; one line for an unknown name."""
     if name not in PROVIDERS:
         raise EdgecnnError(f"unknown provider {name!r} (accepted: {', '.join(PROVIDERS)})")
-    provider = PROVIDERS[name]
+    return PROVIDERS[name]
+
+
+def resolve_provider(name: str) -> Provider:
+    """Map a short provider name to its execution provider, or explain what is missing."""
+    provider = known_provider(name)
     if provider.ep in ort.get_available_providers() or plugin_devices(provider):
         return provider
     if plugin_module(provider) is not None:

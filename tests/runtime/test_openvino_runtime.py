@@ -1,5 +1,7 @@
 """The openvino target: models run in the OpenVINO runtime itself (openvino.Core), on this CPU."""
 
+import json
+
 import numpy as np
 import pytest
 from onnx_nets import Block, cnn, save_with_data
@@ -58,3 +60,15 @@ def test_bad_runtime_and_symbolic_shapes_are_one_line(tmp_path, digits_run):
     onnx.save(model, tmp_path / "symbolic.onnx")
     with pytest.raises(EdgecnnError, match="symbolic input dims"):
         OpenVinoSession(tmp_path / "symbolic.onnx").run(np.zeros((1, 3, 24, 24), np.float32))
+
+
+@pytest.mark.slow  # trains digits (80 epochs)
+def test_the_pipeline_for_openvino_times_and_reports_in_openvino(tmp_path):
+    from edgecnn.pipeline import run_pipeline
+
+    report = run_pipeline("digits", tmp_path / "digits", target="openvino", auto_quant=True, batches=(1, 8), runs=10, show_progress=False)
+    assert report["provider"] == "openvino" and (tmp_path / "digits" / "bench-openvino.json").is_file()
+    text = (tmp_path / "digits" / "report.md").read_text()
+    assert "target openvino (in the OpenVINO runtime)" in text and "OpenVINO 20" in text
+    decision = json.loads((tmp_path / "digits" / "quantize-decision.json").read_text())
+    assert decision["target"] == "openvino" and decision["timed"] == "in the OpenVINO runtime"
