@@ -35,9 +35,9 @@ def openvino_version() -> str:
     return openvino.get_version().split("-")[0]
 
 
-def float_precision(device: str = "CPU") -> str:
+def float_precision(device: str = "CPU", core: Any = None) -> str:
     """The precision OpenVINO computes float parts in on `device`: by default bf16 where the CPU has it."""
-    return openvino_core().get_property(device, "INFERENCE_PRECISION_HINT").to_string()
+    return (core or openvino_core()).get_property(device, "INFERENCE_PRECISION_HINT").to_string()
 
 
 class OpenVinoSession(Session):
@@ -76,7 +76,7 @@ class OpenVinoSession(Session):
 
     def placement(self) -> dict[str, int]:
         """Every node on the OpenVINO device (the runtime has no fallback), and its float precision."""
-        return {f"OpenVINO {self.device} ({float_precision(self.device)} float)": len(self.network.get_ops())}
+        return {f"OpenVINO {self.device} ({float_precision(self.device, self.core)} float)": len(self.network.get_ops())}
 
     def fallen_back(self) -> list[str]:
         return []
