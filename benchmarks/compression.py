@@ -213,8 +213,8 @@ def slower_than_fp32(rows: list[dict[str, Any]], batches: list[int]) -> list[str
     or the OpenVINO runtime's for the openvino target."""
     fp32 = {r["runtime"]: r["speedup"] for r in rows if r["variant"] == "fp32"}
     kept = [r for r in rows if r["variant"] in ("int8", "pruned.int8") or (r["variant"] == "pruned.fp32" and r["runtime"] != "openvino")]
-    return [f"{r['variant']}@{r['target']} b{b} {r['speedup'][b] / fp32.get(r['runtime'], fp32['ort'])[b]:.2f}× fp32 in its runtime"
-            for r in kept for b in batches if r["speedup"][b] < fp32.get(r["runtime"], fp32["ort"])[b]]
+    return [f"{r['variant']}@{r['target']} b{b} {ratio:.2f}× fp32 in its runtime"
+            for r in kept for b in batches if (ratio := r["speedup"][b] / fp32.get(r["runtime"], fp32["ort"])[b]) < 1.0]
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from edgecnn.run import Run, file_digest, holds_run
 from edgecnn.runtime.agreement import DECISIVE
 from edgecnn.runtime.providers import known_provider
 from edgecnn.runtime.session import load_onnx
+from edgecnn.runtime.targets import TARGETS
 
 BASELINE = "fp32"
 
@@ -264,14 +265,11 @@ def build_report(run: Path, provider: str = "cpu", force: bool = True) -> dict[s
     confusion = [plot_confusion(result, run.confusion_png(variant)) for variant, result in evals.items()]
     table = markdown_table(rows)
     machine = (bench or {}).get("machine", {})
-    loaded = (
-        "in the OpenVINO runtime" if (bench or {}).get("runtime") == "openvino"
-        else "in edgecnn's session" if (bench or {}).get("card_options", True) else "as any ONNX Runtime program loads it"
-    )
+    goal = TARGETS.get((bench or {}).get("target", "host"), TARGETS["host"])  # a bench from before targets: edgecnn's session
     openvino = f"OpenVINO {machine['openvino']}, " if "openvino" in machine else ""
     context = (
         f"\n{machine.get('cpu', '?')} ({machine.get('machine', '?')}), onnxruntime {machine.get('onnxruntime', '?')}, {openvino}"
-        f"target {bench.get('target', 'host')} ({loaded}), "
+        f"target {goal.name} ({goal.loaded_as()}), "
         f"provider {provider}, {bench['threads']} thread(s), {bench['runs']} interleaved runs after {bench['warmup']} warm-up\n"
         if bench
         else ""
