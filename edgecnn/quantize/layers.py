@@ -62,6 +62,8 @@ def layer_errors(fp32_prepared: Path, qdq_model: Path, x: np.ndarray) -> list[di
     if stem_out and stem_out + DEQUANT_OUTPUT_SUFFIX in qdq_acts:  # the int8 stem's output: no float tensor before its quantize
         values = qdq_acts[stem_out + DEQUANT_OUTPUT_SUFFIX]
         matching[stem_out] = {"pre_qdq": values, "post_qdq": values, "float": float_acts[stem_out]}
+    for output in (o.name for o in model.graph.output if o.name in qdq_acts and o.name in float_acts):  # outputs stay float
+        matching.setdefault(output, {"pre_qdq": qdq_acts[output], "post_qdq": qdq_acts[output], "float": float_acts[output]})
     both = {name: match for name, match in matching.items() if "float" in match}  # tensors only the int8 model has
     cross = {name: err["xmodel_err"] for name, err in compute_activation_error(both).items() if "xmodel_err" in err}
     producer = {out: node for node in float_model.graph.node for out in node.output}

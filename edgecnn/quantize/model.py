@@ -22,6 +22,7 @@ from onnxruntime.quantization import (
     quantize_dynamic,
     quantize_static,
 )
+from onnxruntime.quantization.onnx_model import ONNXModel
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edgecnn.data import calibration_samples, resolve_split
@@ -239,6 +240,7 @@ def quantize_prepared(
         round_weights(quantized, model, x, config.reduce_range)
     for name in config.passes:
         PASSES[name].after(quantized, model, x, config.per_channel, config.reduce_range)
+    float_outputs(quantized)
     record = Quantization(
         format=config.format, per_channel=config.per_channel, method=config.method, types=config.types,
         reduce_range=config.reduce_range, dynamic=config.dynamic, symmetric=config.symmetric, passes=config.passes, excluded_nodes=tuple(in_float), rounding=config.rounding,
@@ -247,6 +249,33 @@ def quantize_prepared(
     )
     write_card(quantized, dataclasses.replace(card, quantization=record, session_options=session_needs(config.passes)))
     onnx.save(quantized, str(target))
+
+
+def float_outputs(model: onnx.ModelProto) -> list[str]:
+    """Drop the QuantizeLinear/DequantizeLinear pair in front of each graph output; returns the outputs freed.
+
+    A model hands its caller floats either way: rounding its outputs to 256 steps only costs
+    accuracy, and decides near-ties at random (Lite0's logits came 0.08 apart). ONNX Runtime then
+    runs the last layer as an int8 kernel with a float output."""
+    graph = ONNXModel(model)
+    producers = graph.output_name_to_node()
+    consumers = graph.input_name_to_nodes()
+    freed = []
+    for output in model.graph.output:
+        dequantize = producers.get(output.name)
+        if dequantize is None or dequantize.op_type != "DequantizeLinear" or output.name in consumers:
+            continue
+        quantize = producers.get(dequantize.input[0])
+        if quantize is None or quantize.op_type != "QuantizeLinear" or len(consumers[quantize.output[0]]) != 1:
+            continue
+        source = producers.get(quantize.input[0])
+        if source is None or len(consumers[quantize.input[0]]) != 1:
+            continue
+        graph.replace_node_output(source, quantize.input[0], output.name)
+        graph.remove_nodes([quantize, dequantize])
+        freed.append(output.name)
+    graph.remove_unused_constant()
+    return freed
 
 
 def _run_quantizer(

@@ -1,6 +1,7 @@
 import numpy as np
 import onnx
 import onnx.numpy_helper
+import onnxruntime as ort
 import pytest
 from onnx_nets import Block, cnn, save_with_data
 
@@ -72,6 +73,24 @@ def test_quantize_errors_are_one_line_and_write_nothing(digits_run, small_net, t
     with pytest.raises(EdgecnnError, match="pass pad-input does not fit this model: the first conv already reads 4 channels"):
         quantize_model(net, QuantConfig(passes=("pad-input",)), calib=data, out=tmp_path / "c.onnx")
     assert not (tmp_path / "b.onnx").exists() and not (tmp_path / "c.onnx").exists() and not (tmp_path / "twice.onnx").exists()
+
+
+def test_outputs_stay_float_and_the_last_layer_runs_int8(small_net, tmp_path):
+    """No Q/DQ pair rounds the model's outputs to 256 steps; ONNX Runtime fuses the last Gemm into an
+    int8 QGemm with a float output all the same."""
+    fp32, data = small_net
+    out = quantize_model(fp32, QuantConfig(), calib=data, samples=32, out=tmp_path / "q.onnx").model
+    model = onnx.load(str(out))
+    last = next(n for n in model.graph.node if model.graph.output[0].name in n.output)
+    assert last.op_type == "Gemm" and not any(i.name.startswith(model.graph.output[0].name) for i in model.graph.initializer)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
+    assert [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node][-1] == "QGemm"
+    x = np.load(data)["x"][:32]
+    outputs = Session(out).predict(x)
+    assert len(np.unique(outputs)) == outputs.size  # not on a grid of 256 steps
+    assert np.abs(outputs - Session(fp32).predict(x)).max() < 0.1 * np.abs(outputs).max()
 
 
 def test_labels_name_the_settings_and_passes():
