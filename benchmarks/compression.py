@@ -1,11 +1,15 @@
 """What compression wins, per recipe and deployment target: ORT-default int8, the int8 model
 quantize-search keeps for each target, structured pruning and pruned + int8, against fp32, beside
-the OpenVINO runtime on the same ONNX files (fp32 and ORT-default int8 QDQ).
+the OpenVINO runtime on the same ONNX files (fp32, the ORT-default int8 QDQ, and NNCF's int8: what
+OpenVINO's own quantizer makes of the file, `reference_int8.py`).
+
+ORT-default int8 is onnxruntime.quantization's static QDQ with per-channel weights, MinMax
+calibration and nearest rounding (edgecnn's `quantize --rounding nearest`).
 
 Every model is timed the way its target loads it, all in one interleaved loop per batch, 1 thread:
 `ort` models (and fp32, and the ORT-default int8) in a plain `onnxruntime.InferenceSession(path)`
 with only the thread count set; `host` models also in edgecnn's session with their card's options;
-`openvino` models, and the fp32 and ORT-default int8 files beside them, in the OpenVINO runtime
+`openvino` models, and the fp32, ORT-default and NNCF int8 files beside them, in the OpenVINO runtime
 (edgecnn's OpenVinoSession: compiled for the batch's static shape, LATENCY hint, 1 thread, OpenVINO's
 default precision, which computes float parts in bf16 on a CPU that has it).
 Speedups are against ORT fp32 within one round; figures are medians over rounds. Also: accuracy on
@@ -18,7 +22,8 @@ the test split, MACs, size, and the operator profile at the largest batch.
 Writes benchmarks/results/NAME.{json,md} (--name, default compression). Runs are trained with each recipe's own
 settings into a temporary folder. `--synthetic` recipes (cats vs dogs is a user download) train
 one epoch on a generated image folder: their latency is real, their accuracy means nothing.
-The OpenVINO rows need the OpenVINO runtime (`pip install -e '.[openvino]'`); without it they are left out.
+The OpenVINO rows need the OpenVINO runtime (`pip install -e '.[openvino]'`), the NNCF row NNCF too (both in
+`.[dev]`); without them they are left out.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from reference_int8 import NNCF, nncf_int8
 
-from edgecnn.data import resolve_split
+from edgecnn.data import calibration_samples, resolve_split
 from edgecnn.engine import ENGINES, TimingSlot, on_engine, resolve_engine
 from edgecnn.files import write_json, write_text
 from edgecnn.graph.count import count_macs
@@ -60,8 +66,8 @@ class Variant:
     """One timed way to run one model: which file, what it is, which target, through which runtime."""
 
     model: Path
-    variant: str  # fp32, ortdefault.int8, int8, pruned.fp32, pruned.int8
-    target: str  # the target it was kept for ("any" for fp32, "ort" for ORT's defaults)
+    variant: str  # fp32, ortdefault.int8, nncf.int8, int8, pruned.fp32, pruned.int8
+    target: str  # the target it was kept for ("any" for fp32, "ort" for ORT's defaults, "openvino" for NNCF's)
     runtime: str  # "ort" (plain InferenceSession), "edgecnn" (with the card's session options), "openvino"
 
     @property
@@ -150,7 +156,7 @@ def compress(
     and time every variant beside the OpenVINO runtime; every timing inside `timing_slot()`."""
     summary = train(recipe, run, epochs=epochs, show_progress=False, dataset_options=dataset_options or None)
     fp32 = Path(export_run(run)["model"])
-    default_int8 = Path(quantize_model(fp32, QuantConfig(rounding="nearest"), calib=run, out=run / "model.ortdefault.int8.onnx").model)  # onnxruntime.quantization as it comes
+    default_int8 = Path(quantize_model(fp32, QuantConfig(rounding="nearest"), calib=run, out=run / "model.ortdefault.int8.onnx").model)
     variants = [Variant(fp32, "fp32", "any", "ort"), Variant(default_int8, "ortdefault.int8", "ort", "ort")]
     families = [("", fp32)]
     pruned = None
@@ -170,6 +176,9 @@ def compress(
                 variants.append(Variant(out, f"{family}int8", target, {"host": "edgecnn", "openvino": "openvino"}.get(target, "ort")))
     if OPENVINO:
         variants += [Variant(fp32, "fp32", "any", "openvino"), Variant(default_int8, "ortdefault.int8", "ort", "openvino")]
+        if NNCF:
+            calib = calibration_samples(resolve_split(run, fp32, "train")[0], 256)  # what quantize-search calibrates on
+            variants.append(Variant(nncf_int8(fp32, calib, run / "model.nncf.int8.onnx"), "nncf.int8", "openvino", "openvino"))
         if pruned:
             variants.append(Variant(Path(pruned["model"]), "pruned.fp32", "any", "openvino"))
     test, _ = resolve_split(run, fp32, "test")
