@@ -48,7 +48,7 @@ from edgecnn.files import write_json, write_text
 from edgecnn.graph.count import count_macs
 from edgecnn.quantize.model import QuantConfig, quantize_model
 from edgecnn.quantize.search import auto_quantize
-from edgecnn.runtime.bench import machine_info, profile_model
+from edgecnn.runtime.bench import machine_info, profile_model, turn_orders
 from edgecnn.runtime.evaluate import accuracy as model_accuracy
 from edgecnn.runtime.openvino import OpenVinoSession, float_precision, openvino_version
 from edgecnn.runtime.session import Session, load_onnx
@@ -119,7 +119,7 @@ def runner(v: Variant, batch: int) -> Callable[[], Any]:
 
 def timed_rounds(variants: list[Variant], batches: list[int], runs: int, rounds: int) -> dict[str, dict[int, dict[str, Any]]]:
     """Per variant and batch: the median over rounds of p50 and of speedup against the first variant
-    (ORT fp32), with each round's speedup. Every variant runs once per turn, the first one rotating."""
+    (ORT fp32), with each round's speedup. Every variant runs once per turn, in a fresh order each turn."""
     per_round: list[dict[tuple[str, int], float]] = [{} for _ in range(rounds)]
     for batch in batches:
         fns = [runner(v, batch) for v in variants]
@@ -128,9 +128,8 @@ def timed_rounds(variants: list[Variant], batches: list[int], runs: int, rounds:
                 fn()
         for r in range(rounds):
             times: list[list[float]] = [[] for _ in variants]
-            for i in range(runs):
-                for k in range(len(fns)):
-                    j = (i + k) % len(fns)
+            for order in turn_orders(len(fns), runs, seed=r):
+                for j in order:
                     t0 = time.perf_counter()
                     fns[j]()
                     times[j].append((time.perf_counter() - t0) * 1e3)

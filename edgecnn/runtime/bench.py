@@ -11,7 +11,7 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,16 @@ def _timed(fn: Callable[[], Any]) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
+def turn_orders(count: int, turns: int, seed: int = 0) -> Iterator[list[int]]:
+    """The order `count` interleaved models run in, drawn afresh for each of `turns` turns. Rotation
+    alone keeps each model behind the same neighbour every turn, and a model run behind a heavier one
+    starts on colder caches: the same OpenVINO file, timed thrice beside an ORT model, ran 3-5% slower
+    in the slot behind it and equal once shuffled."""
+    rng = np.random.default_rng(seed)
+    for _ in range(turns):
+        yield rng.permutation(count).tolist()
+
+
 def bench_models(
     models: list[Path],
     provider: str = "cpu",
@@ -108,7 +118,7 @@ def bench_models(
     card_options: bool = False,
     runtime: str = "onnxruntime",
 ) -> dict[str, Any]:
-    """Time each model at each batch size, round-robin across models, rotating who goes first.
+    """Time each model at each batch size, once per turn each, in a fresh order every turn (turn_orders).
 
     Models load as any ONNX Runtime program loads them, unless `card_options` applies the session
     options their cards ask for (the `host` target): a figure then holds inside edgecnn only.
@@ -152,9 +162,8 @@ def bench_models(
                 fn()
         times: list[list[float]] = [[] for _ in sessions]
         device_times: list[list[float]] = [[] for _ in sessions]
-        for r in range(runs):
-            for k in range(len(sessions)):
-                i = (r + k) % len(sessions)
+        for order in turn_orders(len(sessions), runs):
+            for i in order:
                 times[i].append(_timed(plain[i]))
                 if bound:
                     device_times[i].append(_timed(bound[i]))

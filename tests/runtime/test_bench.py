@@ -1,7 +1,7 @@
 import pytest
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime.bench import bench_models, machine_info, parse_batches, percentiles
+from edgecnn.runtime.bench import bench_models, machine_info, parse_batches, percentiles, turn_orders
 
 
 def test_bench_interleaves_models_and_reports_ratios(digits_run):
@@ -17,6 +17,15 @@ def test_bench_interleaves_models_and_reports_ratios(digits_run):
         assert r["throughput"] == pytest.approx(r["batch"] * 1e3 / r["p50_ms"])
         assert r["size_bytes"] > 0
     assert rows[("int8", 4)]["speedup"] == pytest.approx(rows[("fp32", 4)]["p50_ms"] / rows[("int8", 4)]["p50_ms"])
+
+
+def test_turn_orders_vary_who_runs_behind_whom():
+    """Every turn runs each model once; across turns each model follows every other one, unlike a rotation."""
+    orders = list(turn_orders(4, 200))
+    assert all(sorted(o) == [0, 1, 2, 3] for o in orders)
+    behind = {(a, b) for o in orders for a, b in zip(o, o[1:])}
+    assert behind == {(a, b) for a in range(4) for b in range(4) if a != b}
+    assert orders == list(turn_orders(4, 200))  # seeded: a rerun times in the same orders
 
 
 def test_parse_batches():
