@@ -119,7 +119,8 @@ def runner(v: Variant, batch: int) -> Callable[[], Any]:
 
 def timed_rounds(variants: list[Variant], batches: list[int], runs: int, rounds: int) -> dict[str, dict[int, dict[str, Any]]]:
     """Per variant and batch: the median over rounds of p50 and of speedup against the first variant
-    (ORT fp32), with each round's speedup. Every variant runs once per turn, in a fresh order each turn."""
+    (ORT fp32), with each round's speedup. Every variant runs once per turn, in a fresh order each turn, each timed
+    run right after an untimed one of the same variant (turn_orders)."""
     per_round: list[dict[tuple[str, int], float]] = [{} for _ in range(rounds)]
     for batch in batches:
         fns = [runner(v, batch) for v in variants]
@@ -130,6 +131,7 @@ def timed_rounds(variants: list[Variant], batches: list[int], runs: int, rounds:
             times: list[list[float]] = [[] for _ in variants]
             for order in turn_orders(len(fns), runs, seed=r):
                 for j in order:
+                    fns[j]()  # settles the caches the variant before it left cold; not timed
                     t0 = time.perf_counter()
                     fns[j]()
                     times[j].append((time.perf_counter() - t0) * 1e3)
