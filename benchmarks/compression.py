@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import tempfile
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from edgecnn.files import write_json, write_text
 from edgecnn.graph.count import count_macs
 from edgecnn.quantize.model import QuantConfig, quantize_model
 from edgecnn.quantize.search import auto_quantize
-from edgecnn.runtime.bench import machine_info, profile_model, turn_orders
+from edgecnn.runtime.bench import machine_info, profile_model, timed_turns
 from edgecnn.runtime.evaluate import accuracy as model_accuracy
 from edgecnn.runtime.openvino import OpenVinoSession, float_precision, openvino_version
 from edgecnn.runtime.session import Session, load_onnx
@@ -120,7 +119,7 @@ def runner(v: Variant, batch: int) -> Callable[[], Any]:
 def timed_rounds(variants: list[Variant], batches: list[int], runs: int, rounds: int) -> dict[str, dict[int, dict[str, Any]]]:
     """Per variant and batch: the median over rounds of p50 and of speedup against the first variant
     (ORT fp32), with each round's speedup. Every variant runs once per turn, in a fresh order each turn, each timed
-    run right after an untimed one of the same variant (turn_orders)."""
+    run right after an untimed one of the same variant (timed_turns)."""
     per_round: list[dict[tuple[str, int], float]] = [{} for _ in range(rounds)]
     for batch in batches:
         fns = [runner(v, batch) for v in variants]
@@ -129,12 +128,8 @@ def timed_rounds(variants: list[Variant], batches: list[int], runs: int, rounds:
                 fn()
         for r in range(rounds):
             times: list[list[float]] = [[] for _ in variants]
-            for order in turn_orders(len(fns), runs, seed=r):
-                for j in order:
-                    fns[j]()  # settles the caches the variant before it left cold; not timed
-                    t0 = time.perf_counter()
-                    fns[j]()
-                    times[j].append((time.perf_counter() - t0) * 1e3)
+            for j, ms in timed_turns(fns, runs, seed=r):
+                times[j].append(ms)
             for v, t in zip(variants, times):
                 per_round[r][(v.label, batch)] = float(np.median(t))
     timing: dict[str, dict[int, dict[str, Any]]] = {}

@@ -109,6 +109,15 @@ def turn_orders(count: int, turns: int, seed: int = 0) -> Iterator[list[int]]:
         yield rng.permutation(count).tolist()
 
 
+def timed_turns(fns: list[Callable[[], Any]], turns: int, seed: int = 0) -> Iterator[tuple[int, float]]:
+    """(index, milliseconds) of each timed call, `turns` turns over `fns` in turn_orders, each timed
+    call right after an untimed one of the same function."""
+    for order in turn_orders(len(fns), turns, seed):
+        for i in order:
+            fns[i]()  # settles the caches the call before it left cold
+            yield i, _timed(fns[i])
+
+
 def bench_models(
     models: list[Path],
     provider: str = "cpu",
@@ -121,7 +130,7 @@ def bench_models(
     runtime: str = "onnxruntime",
 ) -> dict[str, Any]:
     """Time each model at each batch size, once per turn each, in a fresh order every turn, each timed
-    call right after an untimed one of the same model (turn_orders).
+    call right after an untimed one of the same model (timed_turns).
 
     Models load as any ONNX Runtime program loads them, unless `card_options` applies the session
     options their cards ask for (the `host` target): a figure then holds inside edgecnn only.
@@ -165,12 +174,10 @@ def bench_models(
                 fn()
         times: list[list[float]] = [[] for _ in sessions]
         device_times: list[list[float]] = [[] for _ in sessions]
-        for order in turn_orders(len(sessions), runs):
-            for i in order:
-                plain[i]()  # settles the caches the model before it left cold; not timed
-                times[i].append(_timed(plain[i]))
-                if bound:
-                    device_times[i].append(_timed(bound[i]))
+        for i, ms in timed_turns(plain, runs):
+            times[i].append(ms)
+            if bound:
+                device_times[i].append(_timed(bound[i]))
         base = None
         for s, info, t, d in zip(sessions, models_info, times, device_times):
             stats = percentiles(t)
