@@ -5,7 +5,9 @@ largest activation of the net in fp32, pooled and reordered in float. A 2×2 spa
 conv (odd k×k, stride 1) → ReLU → 2×2 max pool of stride 2 into a conv on 4·C channels with a
 (k+1)/2 kernel whose 4·M outputs are the conv at the four positions of each pool window: the
 pool becomes a max over those phases, in uint8, at a quarter of the conv's output size. Written
-with ORT's NHWC int8 ops, so no layout change sits between it and the int8 convs after it.
+with ORT's NHWC int8 ops, so no layout change sits between it and the int8 convs after it. The
+phases lie side by side in each pixel's channels, so a view of them as four times as many columns
+makes the max a 1×4 pool of stride 4 whose output is the pooled NHWC map itself.
 """
 
 from __future__ import annotations
@@ -190,8 +192,7 @@ def int8_s2d_stem(
         f"{name}_w_scale": np.tile(w_scale, 4) if per_channel else w_scale[:1],
         f"{name}_w_zero_point": np.zeros(4 * m if per_channel else 1, np.int8),
         f"{name}_b": np.tile(b_int, 4),
-        f"{name}_phases_shape": np.array([-1, oh * ow, 4, m], np.int64),
-        f"{name}_pooled_shape": np.array([-1, oh, ow, m], np.int64),
+        f"{name}_phases_shape": np.array([-1, oh, 4 * ow, m], np.int64),
     }
     model_input = quantized.graph.input[0].name
     block = [helper.make_node("QuantizeLinear", [model_input, f"{name}_x_scale", f"{name}_x_zero_point"], [f"{name}_xq"], name=f"{name}_quantize")]
@@ -214,16 +215,15 @@ def int8_s2d_stem(
             channels_last=1,
             kernel_shape=[kh, kw],
         ),
-        helper.make_node("Reshape", [f"{name}_phases", f"{name}_phases_shape"], [f"{name}_phases4"], name=f"{name}_phases"),
-        helper.make_node("NhwcMaxPool", [f"{name}_phases4"], [f"{name}_pooled4"], name=f"{name}_pool", domain="com.microsoft", kernel_shape=[1, 4], strides=[1, 4]),
-        helper.make_node("Reshape", [f"{name}_pooled4", f"{name}_pooled_shape"], [f"{name}_pooled"], name=f"{name}_pooled"),
+        helper.make_node("Reshape", [f"{name}_phases", f"{name}_phases_shape"], [f"{name}_phase_columns"], name=f"{name}_phases"),
+        helper.make_node("NhwcMaxPool", [f"{name}_phase_columns"], [f"{name}_pooled"], name=f"{name}_pool", domain="com.microsoft", kernel_shape=[1, 4], strides=[1, 4]),
         helper.make_node("Transpose", [f"{name}_pooled"], [handover.output[0]], perm=[0, 3, 1, 2], name=f"{name}_to_nchw"),
     ]
     batch = quantized.graph.input[0].type.tensor_type.shape.dim[0]
     batch = batch.dim_param or batch.dim_value or None
     quantized.graph.value_info.extend(  # the contrib ops' shapes, which onnx's shape inference cannot know
         helper.make_tensor_value_info(tensor, qtype, [batch, *shape])
-        for tensor, shape in ((f"{name}_phases", [oh, ow, 4 * m]), (f"{name}_pooled4", [oh * ow, 1, m]))
+        for tensor, shape in ((f"{name}_phases", [oh, ow, 4 * m]), (f"{name}_pooled", [oh, ow, m]))
     )
     replaced = set(stem.nodes) | {handover.name}
     kept = [n for n in nodes if n.name not in replaced]
