@@ -119,7 +119,7 @@ def runner(v: Variant, batch: int) -> Callable[[], Any]:
 def timed_rounds(variants: list[Variant], batches: list[int], runs: int, rounds: int) -> dict[str, dict[int, dict[str, Any]]]:
     """Per variant and batch: the median over rounds of p50 and of speedup against the first variant
     (ORT fp32), with each round's speedup. Every variant runs once per turn, in a fresh order each turn, each timed
-    run right after an untimed one of the same variant (timed_turns)."""
+    run right after untimed ones of the same variant (timed_turns)."""
     per_round: list[dict[tuple[str, int], float]] = [{} for _ in range(rounds)]
     for batch in batches:
         fns = [runner(v, batch) for v in variants]

@@ -1,7 +1,9 @@
+import time
+
 import pytest
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime.bench import bench_models, machine_info, parse_batches, percentiles, turn_orders
+from edgecnn.runtime.bench import SETTLE_MS, bench_models, machine_info, parse_batches, percentiles, timed_turns, turn_orders
 
 
 def test_bench_interleaves_models_and_reports_ratios(digits_run):
@@ -26,6 +28,28 @@ def test_turn_orders_vary_who_runs_behind_whom():
     behind = {(a, b) for o in orders for a, b in zip(o, o[1:])}
     assert behind == {(a, b) for a in range(4) for b in range(4) if a != b}
     assert orders == list(turn_orders(4, 200))  # seeded: a rerun times in the same orders
+
+
+def test_each_timed_call_follows_untimed_calls_of_the_same_model_for_the_settling_time():
+    """A call shorter than SETTLE_MS is repeated untimed until that time has passed; a longer one
+    settles with a single untimed call."""
+    calls: list[tuple[int, float]] = []  # (model, when the call began)
+
+    def model(i: int, seconds: float):
+        def call():
+            calls.append((i, time.perf_counter()))
+            time.sleep(seconds)
+        return call
+
+    short, long = SETTLE_MS / 1e3 / 20, 2 * SETTLE_MS / 1e3
+    timed, seen = [], 0
+    for i, ms in timed_turns([model(0, short), model(1, long)], 4):
+        timed.append((i, ms, calls[seen:]))  # the calls since the last timed one: its settling, then itself
+        seen = len(calls)
+    assert sorted(i for i, _, _ in timed) == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert all({m for m, _ in since} == {i} for i, _, since in timed)
+    assert all(len(since) >= 2 and since[-1][1] - since[0][1] >= SETTLE_MS / 1e3 for i, _, since in timed if i == 0)
+    assert all(len(since) == 2 and ms >= 1e3 * long for i, ms, since in timed if i == 1)
 
 
 def test_parse_batches():
