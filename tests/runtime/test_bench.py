@@ -48,7 +48,8 @@ def test_each_timed_call_follows_untimed_calls_of_the_same_model_for_the_settlin
         seen = len(calls)
     assert sorted(i for i, _, _ in timed) == [0, 0, 0, 0, 1, 1, 1, 1]
     assert all({m for m, _ in since} == {i} for i, _, since in timed)
-    assert all(len(since) >= 2 and since[-1][1] - since[0][1] >= SETTLE_MS / 1e3 for i, _, since in timed if i == 0)
+    settling = [since[-1][1] - since[0][1] for i, _, since in timed if i == 0]  # from the first untimed call to the timed one
+    assert all(s >= 0.9 * SETTLE_MS / 1e3 for s in settling)  # SETTLE_MS from just before the first call's start; one call takes a twentieth
     assert all(len(since) == 2 and ms >= 1e3 * long for i, ms, since in timed if i == 1)
 
 
