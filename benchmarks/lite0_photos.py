@@ -92,7 +92,8 @@ def main() -> None:
             t0 = time.perf_counter()
             quantized = quantize_model(fp32, config, calib=calib, samples=len(photos.calibration), out=Path(tmp) / f"int8-{len(rows)}.onnx")
             seconds = time.perf_counter() - t0
-            for runtime in ("onnxruntime", "openvino") if name == "percentile" and OPENVINO else ("onnxruntime",):  # lite0_imagenet's own, also as the openvino target runs it
+            runtimes = ("onnxruntime", "openvino") if name == "percentile" and OPENVINO else ("onnxruntime",)  # lite0_imagenet's own also as the openvino target runs it
+            for runtime in runtimes:
                 rows.append(agreement_row(name, config.label(), runtime, quantized.model, seconds, photos, logits, args.threads))
         if NNCF and OPENVINO:
             t0 = time.perf_counter()

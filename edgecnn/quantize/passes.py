@@ -219,8 +219,8 @@ def refuse_misfits(model: onnx.ModelProto, names: tuple[str, ...]) -> None:
 def valid_for(name: str, target: Target) -> bool:
     """Whether the pass's result runs, at the speed it was kept for, where `target` loads it: its
     session options need edgecnn's session, its operator domains a runtime beyond standard ONNX, its
-    kernels the providers it names, and a gain that is ONNX Runtime's own a target ONNX Runtime reads
-    (the `onnx` target is timed in ONNX Runtime here, but its users run other runtimes)."""
+    kernels the providers it names, and a gain only ONNX Runtime gives a target that ONNX Runtime
+    reads (the `onnx` target is timed in ONNX Runtime here, but its users run other runtimes)."""
     graph_pass = PASSES[name]
     return (
         (not graph_pass.session.disabled_optimizers or target.card_options)
